@@ -1,0 +1,243 @@
+//! `POST /ingest`: reads and parses the body, validates each event, queues the valid ones
+//! and answers with what was accepted.
+//!
+//! A single event is answered 202, 400 or 503. A batch (a JSON array or NDJSON) is answered
+//! with `{"accepted": n, "rejected": m, "errors": [{"index": i, "error": "..."}]}`: 202 when
+//! at least one event was queued, 503 with `Retry-After` when valid events could not be
+//! queued and none was, otherwise 400. At most [`MAX_LISTED_ERRORS`] errors are listed, and
+//! `errors_omitted` counts the rest. "Accepted" always means queued, and every queued event
+//! is processed or dead-lettered.
+
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+
+use super::body::{self, BodyReadError, ACCEPTED_CONTENT_TYPES, ACCEPTED_ENCODINGS};
+use super::response::{self, Body};
+use crate::ingest::event::Event;
+use crate::ingest::parse::{self, BodyError, BodyShape, ParsedBody};
+use crate::metrics::RejectReason;
+use crate::queue::PushError;
+use crate::AppState;
+
+/// Most per-item errors listed in a batch answer.
+pub const MAX_LISTED_ERRORS: usize = 100;
+
+const SINGLE_ACCEPTED: &str = r#"{"accepted":1,"rejected":0,"errors":[]}"#;
+
+/// Handles one `POST /ingest` request.
+pub async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
+    let retry_after = state.config.http.retry_after_secs;
+    if state.is_draining() {
+        state.metrics.record_rejected(RejectReason::Draining, 1);
+        return response::close_connection(response::unavailable(
+            "draining: the service is shutting down; retry against another instance",
+            retry_after,
+        ));
+    }
+
+    let format = match body::body_format(request.headers()) {
+        Ok(format) => format,
+        Err(media_type) => {
+            state.metrics.record_rejected(RejectReason::UnsupportedMediaType, 1);
+            return response::close_connection(response::error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported Content-Type `{media_type}`; send {ACCEPTED_CONTENT_TYPES}"),
+            ));
+        }
+    };
+    if let Err(encoding) = body::check_encoding(request.headers()) {
+        state.metrics.record_rejected(RejectReason::UnsupportedMediaType, 1);
+        return response::close_connection(response::error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported Content-Encoding `{encoding}`; supported encodings: {ACCEPTED_ENCODINGS}"),
+        ));
+    }
+
+    let limit = state.config.http.max_body_bytes;
+    if let Some(length) = body::declared_length_over(request.headers(), limit) {
+        state.metrics.record_rejected(RejectReason::TooLarge, 1);
+        return response::close_connection(response::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Content-Length {length} is over the {limit} bytes allowed by http.max_body_bytes; split the events into smaller requests"),
+        ));
+    }
+
+    let bytes = match body::read_limited(request.into_body(), limit).await {
+        Ok(bytes) => bytes,
+        Err(error @ BodyReadError::TooLarge { .. }) => {
+            state.metrics.record_rejected(RejectReason::TooLarge, 1);
+            return response::close_connection(response::error(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()));
+        }
+        Err(error @ BodyReadError::Read(_)) => {
+            state.metrics.record_rejected(RejectReason::InvalidBody, 1);
+            return response::close_connection(response::error(StatusCode::BAD_REQUEST, error.to_string()));
+        }
+    };
+
+    let parsed = match parse::parse_body(&bytes, format, &state.parse_limits) {
+        Ok(parsed) => parsed,
+        Err(error) => return reject_body(state, &error),
+    };
+    match parsed.shape {
+        BodyShape::Single => accept_single(state, parsed),
+        BodyShape::Array | BodyShape::Ndjson => accept_batch(state, parsed),
+    }
+}
+
+fn reject_body(state: &AppState, error: &BodyError) -> Response<Body> {
+    let (status, reason) = match error {
+        BodyError::TooManyEvents { .. } => (StatusCode::PAYLOAD_TOO_LARGE, RejectReason::TooLarge),
+        _ => (StatusCode::BAD_REQUEST, RejectReason::InvalidBody),
+    };
+    state.metrics.record_rejected(reason, 1);
+    response::error(status, error.to_string())
+}
+
+fn accept_single(state: &AppState, parsed: ParsedBody) -> Response<Body> {
+    let Some(item) = parsed.items.into_iter().next() else {
+        state.metrics.record_rejected(RejectReason::InvalidBody, 1);
+        return response::error(StatusCode::BAD_REQUEST, "request body holds no event");
+    };
+    let event = match item {
+        Ok(event) => event,
+        Err(error) => {
+            state.metrics.record_rejected(RejectReason::InvalidEvent, 1);
+            return response::error(StatusCode::BAD_REQUEST, error.to_string());
+        }
+    };
+    if let Err(reason) = validate(state, &event) {
+        state.metrics.record_rejected(RejectReason::Validator, 1);
+        return response::error(StatusCode::BAD_REQUEST, reason);
+    }
+
+    match state.queues.try_push(vec![event]) {
+        Ok(()) => {
+            state.metrics.events_accepted.increment(1);
+            response::json_bytes(StatusCode::ACCEPTED, SINGLE_ACCEPTED)
+        }
+        Err(error) => reject_push(state, error, 1),
+    }
+}
+
+fn reject_push(state: &AppState, error: PushError, count: u64) -> Response<Body> {
+    let retry_after = state.config.http.retry_after_secs;
+    match error {
+        PushError::Full => {
+            state.metrics.record_rejected(RejectReason::Overloaded, count);
+            response::unavailable(
+                "overloaded: every shard queue is full; retry after the Retry-After delay",
+                retry_after,
+            )
+        }
+        PushError::Closed => {
+            state.metrics.record_rejected(RejectReason::Draining, count);
+            response::close_connection(response::unavailable(
+                "draining: the service is shutting down; retry against another instance",
+                retry_after,
+            ))
+        }
+    }
+}
+
+/// Runs the validator chain in order; the first rejection wins.
+fn validate(state: &AppState, event: &Event) -> Result<(), String> {
+    for (name, validator) in &state.validators {
+        validator
+            .validate(event)
+            .map_err(|reason| format!("rejected by {name}: {reason}"))?;
+    }
+    Ok(())
+}
+
+/// Per-item errors of a batch answer, capped at [`MAX_LISTED_ERRORS`].
+struct ItemErrors {
+    listed: Vec<serde_json::Value>,
+    total: usize,
+}
+
+impl ItemErrors {
+    fn push(&mut self, index: usize, message: String) {
+        self.total += 1;
+        if self.listed.len() < MAX_LISTED_ERRORS {
+            self.listed.push(serde_json::json!({ "index": index, "error": message }));
+        }
+    }
+}
+
+fn accept_batch(state: &AppState, parsed: ParsedBody) -> Response<Body> {
+    let mut errors = ItemErrors {
+        listed: Vec::new(),
+        total: 0,
+    };
+    let mut valid = Vec::with_capacity(parsed.items.len());
+    let mut valid_indexes = Vec::with_capacity(parsed.items.len());
+    let (mut invalid, mut rejected_by_validator) = (0u64, 0u64);
+
+    for (index, item) in parsed.items.into_iter().enumerate() {
+        match item {
+            Ok(event) => match validate(state, &event) {
+                Ok(()) => {
+                    valid.push(event);
+                    valid_indexes.push(index);
+                }
+                Err(reason) => {
+                    rejected_by_validator += 1;
+                    errors.push(index, reason);
+                }
+            },
+            Err(error) => {
+                invalid += 1;
+                errors.push(index, error.to_string());
+            }
+        }
+    }
+    state.metrics.record_rejected(RejectReason::InvalidEvent, invalid);
+    state.metrics.record_rejected(RejectReason::Validator, rejected_by_validator);
+
+    let valid_count = valid.len();
+    let (accepted, push_error) = match state.queues.try_push_prefix(valid) {
+        Ok(queued) if queued < valid_count => (queued, Some(PushError::Full)),
+        Ok(queued) => (queued, None),
+        Err(error) => (0, Some(error)),
+    };
+    state.metrics.events_accepted.increment(accepted as u64);
+
+    if let Some(push_error) = push_error {
+        let refused = valid_count - accepted;
+        let reason = match push_error {
+            PushError::Full => RejectReason::Overloaded,
+            PushError::Closed => RejectReason::Draining,
+        };
+        state.metrics.record_rejected(reason, refused as u64);
+        for &index in &valid_indexes[accepted..] {
+            errors.push(index, format!("not queued: {push_error}; retry this event later"));
+        }
+        if accepted == 0 {
+            let mut answer = reject_push(state, push_error, 0);
+            *answer.body_mut() = batch_body(0, &errors);
+            return answer;
+        }
+    }
+
+    let status = if accepted > 0 {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let mut answer = response::json_bytes(status, "");
+    *answer.body_mut() = batch_body(accepted, &errors);
+    answer
+}
+
+fn batch_body(accepted: usize, errors: &ItemErrors) -> Body {
+    let mut value = serde_json::json!({
+        "accepted": accepted,
+        "rejected": errors.total,
+        "errors": errors.listed,
+    });
+    let omitted = errors.total - errors.listed.len();
+    if omitted > 0 {
+        value["errors_omitted"] = omitted.into();
+    }
+    Body::new(value.to_string().into())
+}

@@ -1,0 +1,96 @@
+//! The HTTP server: a `hyper` HTTP/1.1 connection per accepted socket, with keep-alive,
+//! pipelining, a header read timeout and a cap on open connections, plus graceful
+//! shutdown. One file per route; [`response`] holds the status table.
+
+mod body;
+mod health;
+mod ingest;
+mod metrics;
+mod response;
+mod router;
+mod stats;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+pub use ingest::MAX_LISTED_ERRORS;
+
+use crate::AppState;
+
+/// Pause after a failed `accept`, so a full file descriptor table does not spin the loop.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Serves connections until `stop` completes, then stops accepting and waits up to
+/// `http.shutdown_timeout_ms` for the open connections to finish their requests.
+///
+/// Returns true if every connection finished in time.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, stop: impl Future<Output = ()>) -> bool {
+    let http = &state.config.http;
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(http.header_read_timeout_ms))
+        .keep_alive(true)
+        .pipeline_flush(true);
+
+    // Beyond the cap, connections stay in the kernel's listen backlog until one closes.
+    let connection_slots = Arc::new(Semaphore::new(http.max_connections));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(stop);
+
+    loop {
+        let permit = tokio::select! {
+            permit = connection_slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut stop => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(error = %error, "accepting a connection failed, retrying");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %error, "cannot set TCP_NODELAY");
+        }
+
+        let service_state = state.clone();
+        let service = service_fn(move |request| {
+            let state = service_state.clone();
+            async move { Ok::<_, Infallible>(router::route(&state, request).await) }
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, error = %error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+
+    let timeout = Duration::from_millis(state.config.http.shutdown_timeout_ms);
+    match tokio::time::timeout(timeout, graceful.shutdown()).await {
+        Ok(()) => true,
+        Err(_) => {
+            tracing::warn!(timeout_ms = timeout.as_millis() as u64, "open connections did not finish before the shutdown timeout");
+            false
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! `GET /stats` and `GET /stats/{source_id}`. Both read the statistics without blocking the
+//! workers for longer than one source copy.
+
+use hyper::{Response, StatusCode};
+
+use super::response::{self, Body};
+use crate::AppState;
+
+/// Answers `GET /stats` with the O(1) totals.
+pub fn totals(state: &AppState) -> Response<Body> {
+    let totals = state.stats.totals();
+    response::json_bytes(
+        StatusCode::OK,
+        format!(
+            r#"{{"sources_count":{},"events_count":{}}}"#,
+            totals.sources_count, totals.events_count
+        ),
+    )
+}
+
+/// Answers `GET /stats/{source_id}`: 400 when the id is not a `u64`, 404 when unknown.
+pub fn source(state: &AppState, raw_id: &str) -> Response<Body> {
+    let Some(source_id) = parse_source_id(raw_id) else {
+        return response::error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "source id `{}` is not an integer from 0 to {}",
+                truncate(raw_id, 64),
+                u64::MAX
+            ),
+        );
+    };
+    let Some(snapshot) = state.stats.source(source_id) else {
+        return response::error(StatusCode::NOT_FOUND, format!("source {source_id} not found"));
+    };
+
+    let event_types: serde_json::Map<String, serde_json::Value> = snapshot
+        .event_types
+        .iter()
+        .map(|(name, count)| (name.to_string(), (*count).into()))
+        .collect();
+    response::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "source_id": snapshot.source_id,
+            "total_events": snapshot.total_events,
+            "first_event": snapshot.first_event.to_string(),
+            "last_event": snapshot.last_event.to_string(),
+            "event_types": event_types,
+        }),
+    )
+}
+
+/// Accepts only plain decimal digits, so `+1`, ` 1` and `1.0` are not ids.
+fn parse_source_id(raw: &str) -> Option<u64> {
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    raw.parse().ok()
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_source_id;
+
+    #[test]
+    fn source_id_parsing_is_strict() {
+        assert_eq!(parse_source_id("0"), Some(0));
+        assert_eq!(parse_source_id("18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_source_id("18446744073709551616"), None);
+        assert_eq!(parse_source_id("+1"), None);
+        assert_eq!(parse_source_id("-1"), None);
+        assert_eq!(parse_source_id("abc"), None);
+        assert_eq!(parse_source_id(""), None);
+    }
+}

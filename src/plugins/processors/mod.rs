@@ -1,0 +1,5 @@
+//! Built-in processors, one per file.
+
+mod storage;
+
+pub use storage::StorageProcessor;

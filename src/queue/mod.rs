@@ -1,0 +1,329 @@
+//! Bounded shard queues between the HTTP handlers and the batch workers.
+//!
+//! Each batch worker owns one shard. A handler reserves room for its events on a shard with
+//! an atomic counter and then sends them as one chunk, so a push never waits: when no shard
+//! has room the caller gets [`PushError::Full`] at once and answers 503. Events are spread
+//! over shards by the pushing thread, not by source, so one busy source still uses every
+//! worker.
+//!
+//! Closing is exact: after [`ShardQueues::close`] returns, no push is in flight and none
+//! will succeed, so the workers can drain what is queued and know nothing more will come.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::ingest::event::Event;
+
+/// Why a push did not queue every event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    /// Every shard is at capacity.
+    #[error("all shard queues are full")]
+    Full,
+    /// The service is shutting down and takes no new events.
+    #[error("the service is draining and accepts no new events")]
+    Closed,
+}
+
+/// The worker's end of one shard.
+pub struct ShardReceiver {
+    /// Index of the shard, also the worker's index.
+    pub shard: usize,
+    receiver: Receiver<Vec<Event>>,
+}
+
+struct Shard {
+    sender: Sender<Vec<Event>>,
+    /// Events reserved or queued and not yet taken by the worker.
+    depth: AtomicUsize,
+}
+
+/// All shard queues plus the counters that make closing exact.
+pub struct ShardQueues {
+    shards: Vec<Shard>,
+    capacity: usize,
+    closed: AtomicBool,
+    /// Set once `close` has seen the last in-flight push finish.
+    sealed: AtomicBool,
+    in_flight_pushes: AtomicUsize,
+    accepted: AtomicU64,
+}
+
+thread_local! {
+    /// The shard this thread tries first; each push moves it on by one.
+    static NEXT_SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+impl ShardQueues {
+    /// Creates `shards` queues of `capacity` events each and returns the workers' ends.
+    ///
+    /// # Panics
+    /// Panics if `shards` or `capacity` is 0; the configuration check rules both out.
+    pub fn new(shards: usize, capacity: usize) -> (ShardQueues, Vec<ShardReceiver>) {
+        assert!(shards > 0 && capacity > 0, "shard count and capacity are validated as non-zero");
+        let mut senders = Vec::with_capacity(shards);
+        let mut receivers = Vec::with_capacity(shards);
+        for shard in 0..shards {
+            // A chunk holds at least one event and every event is reserved first, so
+            // `capacity` chunks always fit and `try_send` cannot see a full channel.
+            let (sender, receiver) = crossbeam_channel::bounded(capacity);
+            senders.push(Shard {
+                sender,
+                depth: AtomicUsize::new(0),
+            });
+            receivers.push(ShardReceiver { shard, receiver });
+        }
+        let queues = ShardQueues {
+            shards: senders,
+            capacity,
+            closed: AtomicBool::new(false),
+            sealed: AtomicBool::new(false),
+            in_flight_pushes: AtomicUsize::new(0),
+            accepted: AtomicU64::new(0),
+        };
+        (queues, receivers)
+    }
+
+    /// Queues `events` on one shard without waiting. Returns `Ok` only if all were queued.
+    ///
+    /// # Errors
+    /// [`PushError::Full`] when no shard has room for all of them, [`PushError::Closed`]
+    /// after [`ShardQueues::close`]. Nothing is queued in either case.
+    pub fn try_push(&self, events: Vec<Event>) -> Result<(), PushError> {
+        let count = events.len();
+        if count == 0 {
+            return Ok(());
+        }
+        let _guard = self.enter()?;
+
+        let first = self.first_shard();
+        for offset in 0..self.shards.len() {
+            let index = (first + offset) % self.shards.len();
+            if self.reserve(index, count) == count {
+                self.send(index, events, count);
+                return Ok(());
+            }
+        }
+        Err(PushError::Full)
+    }
+
+    /// Queues as many of `events` as fit, in order, filling shards one after another.
+    /// Returns how many were queued: always a prefix of `events`.
+    ///
+    /// # Errors
+    /// [`PushError::Closed`] after [`ShardQueues::close`]; nothing is queued then.
+    pub fn try_push_prefix(&self, mut events: Vec<Event>) -> Result<usize, PushError> {
+        let _guard = self.enter()?;
+
+        let total = events.len();
+        let mut queued = 0;
+        let first = self.first_shard();
+        for offset in 0..self.shards.len() {
+            if queued == total {
+                break;
+            }
+            let index = (first + offset) % self.shards.len();
+            let granted = self.reserve(index, total - queued);
+            if granted == 0 {
+                continue;
+            }
+            let rest = events.split_off(granted);
+            self.send(index, events, granted);
+            events = rest;
+            queued += granted;
+        }
+        Ok(queued)
+    }
+
+    /// Stops all further pushes and waits until none is in flight.
+    ///
+    /// After this returns, every event that any push reported as queued is in a shard, and
+    /// no more will arrive.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        while self.in_flight_pushes.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+        self.sealed.store(true, Ordering::SeqCst);
+    }
+
+    /// Returns true once [`ShardQueues::close`] has returned: what is queued now is all
+    /// that will ever be queued.
+    pub fn is_sealed(&self) -> bool {
+        self.sealed.load(Ordering::SeqCst)
+    }
+
+    /// Returns true once [`ShardQueues::close`] has begun.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Returns the number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Returns the capacity of each shard, in events.
+    pub fn capacity_per_shard(&self) -> usize {
+        self.capacity
+    }
+
+    /// Returns the events waiting in one shard, reservations included.
+    pub fn depth(&self, shard: usize) -> usize {
+        self.shards[shard].depth.load(Ordering::Relaxed)
+    }
+
+    /// Returns the total number of events ever queued.
+    pub fn accepted_total(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Marks `count` events as taken off `shard` by its worker.
+    fn release(&self, shard: usize, count: usize) {
+        self.shards[shard].depth.fetch_sub(count, Ordering::Relaxed);
+    }
+
+    fn enter(&self) -> Result<PushGuard<'_>, PushError> {
+        // SeqCst on both sides pairs with `close`: either this push sees `closed`, or
+        // `close` sees this push in flight and waits for it.
+        self.in_flight_pushes.fetch_add(1, Ordering::SeqCst);
+        let guard = PushGuard { queues: self };
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(PushError::Closed);
+        }
+        Ok(guard)
+    }
+
+    fn first_shard(&self) -> usize {
+        NEXT_SHARD.with(|next| {
+            let mut current = next.get();
+            if current == usize::MAX {
+                current = thread_seed();
+            }
+            next.set(current.wrapping_add(1));
+            current % self.shards.len()
+        })
+    }
+
+    /// Reserves up to `wanted` slots on a shard; returns how many were granted.
+    fn reserve(&self, index: usize, wanted: usize) -> usize {
+        let depth = &self.shards[index].depth;
+        let mut current = depth.load(Ordering::Relaxed);
+        loop {
+            let granted = wanted.min(self.capacity.saturating_sub(current));
+            if granted == 0 {
+                return 0;
+            }
+            match depth.compare_exchange_weak(current, current + granted, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return granted,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    fn send(&self, index: usize, events: Vec<Event>, count: usize) {
+        // The reservation guarantees room (see `new`), and the receivers live until every
+        // worker has drained after `close`, so this send cannot fail.
+        let sent = self.shards[index].sender.try_send(events);
+        debug_assert!(sent.is_ok(), "a reserved chunk always fits in its shard");
+        self.accepted.fetch_add(count as u64, Ordering::Relaxed);
+    }
+}
+
+impl ShardReceiver {
+    /// Waits up to `timeout` for the next chunk and marks its events as taken.
+    /// Returns `None` on timeout or when all senders are gone.
+    pub fn recv_timeout(&self, queues: &ShardQueues, timeout: std::time::Duration) -> Option<Vec<Event>> {
+        let chunk = self.receiver.recv_timeout(timeout).ok()?;
+        queues.release(self.shard, chunk.len());
+        Some(chunk)
+    }
+
+    /// Returns the next chunk without waiting, or `None` if the shard is empty.
+    pub fn try_recv(&self, queues: &ShardQueues) -> Option<Vec<Event>> {
+        let chunk = self.receiver.try_recv().ok()?;
+        queues.release(self.shard, chunk.len());
+        Some(chunk)
+    }
+}
+
+struct PushGuard<'a> {
+    queues: &'a ShardQueues,
+}
+
+impl Drop for PushGuard<'_> {
+    fn drop(&mut self) {
+        self.queues.in_flight_pushes.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Spreads threads over shards so two runtime threads do not start on the same one.
+fn thread_seed() -> usize {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    std::thread::current().id().hash(&mut hasher);
+    hasher.finish() as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::event::EventType;
+    use crate::ingest::timestamp::Timestamp;
+    use std::time::Duration;
+
+    fn events(count: usize) -> Vec<Event> {
+        (0..count)
+            .map(|i| Event {
+                source_id: i as u64,
+                event_type: EventType::Heartbeat,
+                timestamp: Timestamp::parse_rfc3339("2024-01-01T00:00:00Z").expect("valid"),
+                data: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rejects_push_when_every_shard_is_full() {
+        let (queues, _receivers) = ShardQueues::new(2, 3);
+        assert_eq!(queues.try_push(events(3)), Ok(()));
+        assert_eq!(queues.try_push(events(3)), Ok(()));
+        assert_eq!(queues.try_push(events(1)), Err(PushError::Full));
+        assert_eq!(queues.accepted_total(), 6);
+    }
+
+    #[test]
+    fn prefix_push_queues_what_fits_in_order() {
+        let (queues, receivers) = ShardQueues::new(2, 4);
+        assert_eq!(queues.try_push_prefix(events(10)), Ok(8));
+        let mut seen: Vec<u64> = Vec::new();
+        for receiver in &receivers {
+            while let Some(chunk) = receiver.try_recv(&queues) {
+                seen.extend(chunk.iter().map(|e| e.source_id));
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..8).collect::<Vec<u64>>());
+        assert_eq!(queues.depth(0) + queues.depth(1), 0);
+    }
+
+    #[test]
+    fn closed_queues_reject_pushes() {
+        let (queues, _receivers) = ShardQueues::new(1, 4);
+        queues.close();
+        assert_eq!(queues.try_push(events(1)), Err(PushError::Closed));
+        assert_eq!(queues.try_push_prefix(events(1)), Err(PushError::Closed));
+    }
+
+    #[test]
+    fn receiving_frees_capacity() {
+        let (queues, receivers) = ShardQueues::new(1, 2);
+        queues.try_push(events(2)).expect("room for two");
+        assert_eq!(queues.try_push(events(1)), Err(PushError::Full));
+        let chunk = receivers[0].recv_timeout(&queues, Duration::from_millis(10)).expect("a chunk");
+        assert_eq!(chunk.len(), 2);
+        assert_eq!(queues.try_push(events(1)), Ok(()));
+    }
+}

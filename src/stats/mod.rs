@@ -1,0 +1,199 @@
+//! Per-source statistics: the store that `StorageProcessor` writes and `/stats` reads.
+//!
+//! Sources live in a `DashMap`, so a reader locks one map shard briefly and always copies a
+//! source whole, never half-updated. The totals behind `GET /stats` are two atomics, so that
+//! answer costs the same however many sources exist. Event types are interned to small ids
+//! ([`types::TypeInterner`]) so each source stores counts, not strings.
+
+mod source;
+mod types;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+
+use crate::ingest::event::Event;
+use crate::ingest::timestamp::Timestamp;
+
+pub use source::SourceStats;
+pub use types::{TypeId, TypeInterner};
+
+type Hasher = foldhash::fast::RandomState;
+
+/// Aggregated statistics for every source seen since start-up.
+pub struct StatsStore {
+    sources: DashMap<u64, SourceStats, Hasher>,
+    types: TypeInterner,
+    sources_count: AtomicU64,
+    events_count: AtomicU64,
+}
+
+/// The totals behind `GET /stats`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Totals {
+    /// Distinct sources seen.
+    pub sources_count: u64,
+    /// Events stored.
+    pub events_count: u64,
+}
+
+/// A consistent copy of one source's statistics, with type names resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceSnapshot {
+    /// The source id.
+    pub source_id: u64,
+    /// Events stored for this source.
+    pub total_events: u64,
+    /// Earliest event timestamp.
+    pub first_event: Timestamp,
+    /// Latest event timestamp.
+    pub last_event: Timestamp,
+    /// Event count per type name, sorted by name.
+    pub event_types: Vec<(std::sync::Arc<str>, u64)>,
+}
+
+impl Default for StatsStore {
+    fn default() -> Self {
+        StatsStore::new()
+    }
+}
+
+thread_local! {
+    /// Per-thread scratch for grouping a batch by source, kept to avoid a map per batch.
+    static BATCH_GROUPS: RefCell<HashMap<u64, SourceStats, Hasher>> = RefCell::new(HashMap::default());
+}
+
+impl StatsStore {
+    /// Creates an empty store.
+    pub fn new() -> Self {
+        StatsStore {
+            sources: DashMap::with_hasher(Hasher::default()),
+            types: TypeInterner::new(),
+            sources_count: AtomicU64::new(0),
+            events_count: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds a batch of events to the statistics.
+    ///
+    /// The batch is first grouped by source on this thread, so each source's map entry is
+    /// locked once per batch rather than once per event.
+    pub fn record_batch(&self, batch: &[Event]) {
+        if batch.is_empty() {
+            return;
+        }
+
+        BATCH_GROUPS.with(|groups| {
+            let mut groups = groups.borrow_mut();
+            groups.clear();
+            for event in batch {
+                let type_id = self.types.intern(&event.event_type);
+                groups
+                    .entry(event.source_id)
+                    .and_modify(|stats| stats.record(event.timestamp, type_id, 1))
+                    .or_insert_with(|| SourceStats::new(event.timestamp, type_id));
+            }
+
+            let mut new_sources = 0;
+            for (source_id, delta) in groups.drain() {
+                self.sources
+                    .entry(source_id)
+                    .and_modify(|stats| stats.merge(&delta))
+                    .or_insert_with(|| {
+                        new_sources += 1;
+                        delta
+                    });
+            }
+            if new_sources > 0 {
+                self.sources_count.fetch_add(new_sources, Ordering::Relaxed);
+            }
+        });
+        self.events_count.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Returns the totals in O(1).
+    pub fn totals(&self) -> Totals {
+        Totals {
+            sources_count: self.sources_count.load(Ordering::Relaxed),
+            events_count: self.events_count.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Returns a copy of one source's statistics, or `None` if it was never seen.
+    pub fn source(&self, source_id: u64) -> Option<SourceSnapshot> {
+        let stats = self.sources.get(&source_id)?.value().clone();
+        let mut event_types: Vec<_> = stats
+            .type_counts()
+            .map(|(type_id, count)| (self.types.name(type_id), count))
+            .collect();
+        event_types.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Some(SourceSnapshot {
+            source_id,
+            total_events: stats.total_events(),
+            first_event: stats.first_event(),
+            last_event: stats.last_event(),
+            event_types,
+        })
+    }
+
+    /// Returns the number of distinct event types seen across all sources.
+    pub fn type_count(&self) -> usize {
+        self.types.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::event::EventType;
+
+    fn event(source_id: u64, event_type: &str, timestamp: &str) -> Event {
+        Event {
+            source_id,
+            event_type: EventType::from_name(event_type),
+            timestamp: Timestamp::parse_rfc3339(timestamp).expect("test timestamp is valid"),
+            data: None,
+        }
+    }
+
+    #[test]
+    fn records_totals_and_per_source_counts() {
+        let store = StatsStore::new();
+        store.record_batch(&[
+            event(1, "Heartbeat", "2024-01-01T00:00:05Z"),
+            event(1, "Boot", "2024-01-01T00:00:01Z"),
+            event(2, "Heartbeat", "2024-01-01T00:00:03Z"),
+        ]);
+        store.record_batch(&[event(1, "Heartbeat", "2024-01-01T00:00:09Z")]);
+
+        assert_eq!(store.totals(), Totals { sources_count: 2, events_count: 4 });
+        let one = store.source(1).expect("source 1 was recorded");
+        assert_eq!(one.total_events, 3);
+        assert_eq!(one.first_event, Timestamp::parse_rfc3339("2024-01-01T00:00:01Z").unwrap());
+        assert_eq!(one.last_event, Timestamp::parse_rfc3339("2024-01-01T00:00:09Z").unwrap());
+        let names: Vec<(&str, u64)> = one.event_types.iter().map(|(n, c)| (&**n, *c)).collect();
+        assert_eq!(names, vec![("Boot", 1), ("Heartbeat", 2)]);
+    }
+
+    #[test]
+    fn unknown_source_is_none() {
+        let store = StatsStore::new();
+        assert!(store.source(7).is_none());
+    }
+
+    #[test]
+    fn counts_many_types_per_source() {
+        let store = StatsStore::new();
+        let batch: Vec<Event> = (0..10)
+            .map(|i| event(5, &format!("type-{i}"), "2024-01-01T00:00:00Z"))
+            .collect();
+        store.record_batch(&batch);
+        store.record_batch(&batch);
+        let five = store.source(5).expect("source 5 was recorded");
+        assert_eq!(five.event_types.len(), 10);
+        assert!(five.event_types.iter().all(|(_, count)| *count == 2));
+        assert_eq!(five.total_events, 20);
+    }
+}

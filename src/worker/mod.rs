@@ -1,0 +1,161 @@
+//! Batch workers: one OS thread per shard queue, optionally pinned to a core, that collects
+//! events into batches and runs every enabled processor on each batch.
+//!
+//! A worker takes up to `batch_size` events, waiting at most `batch_timeout` after the first
+//! one arrives. A failed processor is retried; when retries run out the batch is written to
+//! the dead-letter file ([`dead_letter`]). Every event a worker takes ends as processed or
+//! dead-lettered, and the worker exits only after the queues are sealed and its shard is
+//! empty.
+
+pub mod dead_letter;
+mod process;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::ingest::event::Event;
+use crate::queue::{ShardQueues, ShardReceiver};
+
+pub use dead_letter::DeadLetterQueue;
+pub use process::{BatchRunner, ProcessorSlot};
+
+/// How often an idle worker checks whether the queues were sealed.
+const IDLE_POLL: Duration = Duration::from_millis(20);
+
+/// Batching settings shared by all workers.
+#[derive(Clone, Debug)]
+pub struct BatchSettings {
+    /// Most events per processor call.
+    pub batch_size: usize,
+    /// Longest wait after the first event of a batch.
+    pub batch_timeout: Duration,
+    /// Pin worker `i` to core `i` modulo the core count.
+    pub pin_workers: bool,
+}
+
+/// Per-outcome event counts across all workers.
+#[derive(Debug, Default)]
+pub struct Outcomes {
+    /// Events every processor handled.
+    pub processed: AtomicU64,
+    /// Events written to the dead-letter file.
+    pub dead_lettered: AtomicU64,
+}
+
+impl Outcomes {
+    /// Returns (processed, dead-lettered).
+    pub fn snapshot(&self) -> (u64, u64) {
+        (
+            self.processed.load(Ordering::Relaxed),
+            self.dead_lettered.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Starts one worker thread per receiver.
+///
+/// # Errors
+/// Returns the OS error if a thread cannot be spawned.
+pub fn spawn_workers(
+    receivers: Vec<ShardReceiver>,
+    queues: Arc<ShardQueues>,
+    runner: Arc<BatchRunner>,
+    settings: BatchSettings,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let cores = if settings.pin_workers {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    if settings.pin_workers && cores.is_empty() {
+        tracing::warn!("cannot list CPU cores, so batch workers run unpinned");
+    }
+
+    let mut handles = Vec::with_capacity(receivers.len());
+    for receiver in receivers {
+        let core = (!cores.is_empty()).then(|| cores[receiver.shard % cores.len()]);
+        let queues = queues.clone();
+        let runner = runner.clone();
+        let settings = settings.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("telemetron-worker-{}", receiver.shard))
+            .spawn(move || {
+                if let Some(core) = core {
+                    if !core_affinity::set_for_current(core) {
+                        tracing::warn!(shard = receiver.shard, core = core.id, "pinning failed, so this worker runs unpinned");
+                    }
+                }
+                run_worker(&receiver, &queues, &runner, &settings);
+            })?;
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+fn run_worker(receiver: &ShardReceiver, queues: &ShardQueues, runner: &BatchRunner, settings: &BatchSettings) {
+    let shard = receiver.shard;
+    let mut batch: Vec<Event> = Vec::with_capacity(settings.batch_size);
+    tracing::debug!(shard, "batch worker started");
+
+    loop {
+        let Some(first) = receiver.recv_timeout(queues, IDLE_POLL) else {
+            if queues.is_sealed() && drain_once(receiver, queues, runner, settings, &mut batch) == 0 {
+                break;
+            }
+            continue;
+        };
+        batch.extend(first);
+
+        // Once sealed nothing more will arrive, so waiting out the timeout only slows the drain.
+        let deadline = Instant::now() + settings.batch_timeout;
+        while batch.len() < settings.batch_size && !queues.is_sealed() {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            match receiver.recv_timeout(queues, remaining) {
+                Some(chunk) => batch.extend(chunk),
+                None => break,
+            }
+        }
+        while batch.len() < settings.batch_size {
+            match receiver.try_recv(queues) {
+                Some(chunk) => batch.extend(chunk),
+                None => break,
+            }
+        }
+
+        run_in_batches(shard, runner, settings, &mut batch);
+    }
+    tracing::debug!(shard, "batch worker drained and stopped");
+}
+
+/// Processes everything left in the shard; returns how many events that was.
+fn drain_once(
+    receiver: &ShardReceiver,
+    queues: &ShardQueues,
+    runner: &BatchRunner,
+    settings: &BatchSettings,
+    batch: &mut Vec<Event>,
+) -> usize {
+    let mut drained = 0;
+    while let Some(chunk) = receiver.try_recv(queues) {
+        drained += chunk.len();
+        batch.extend(chunk);
+        if batch.len() >= settings.batch_size {
+            run_in_batches(receiver.shard, runner, settings, batch);
+        }
+    }
+    run_in_batches(receiver.shard, runner, settings, batch);
+    drained
+}
+
+/// Runs the processors on `batch` in slices of at most `batch_size`, then empties it.
+fn run_in_batches(shard: usize, runner: &BatchRunner, settings: &BatchSettings, batch: &mut Vec<Event>) {
+    for slice in batch.chunks(settings.batch_size) {
+        runner.run(shard, slice);
+    }
+    batch.clear();
+}
