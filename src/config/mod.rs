@@ -46,8 +46,12 @@ pub struct HttpConfig {
     pub max_batch_events: usize,
     /// Largest body after decompression, in bytes. Default 16 MiB.
     pub max_decompressed_bytes: usize,
-    /// Time a client has to send its request headers, in milliseconds. Default 10,000.
+    /// Time a client has to send its request headers, in milliseconds; also the longest
+    /// an idle keep-alive connection stays open. Default 10,000.
     pub header_read_timeout_ms: u64,
+    /// Time a client has to send a request body once its headers arrived, in milliseconds.
+    /// Default 30,000.
+    pub body_read_timeout_ms: u64,
     /// Largest number of open client connections; further connections wait in the
     /// listen backlog. Default 10,000.
     pub max_connections: usize,
@@ -69,6 +73,7 @@ impl Default for HttpConfig {
             max_batch_events: 10_000,
             max_decompressed_bytes: 16 * 1024 * 1024,
             header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
             max_connections: 10_000,
             retry_after_secs: 1,
             drain_delay_ms: 0,
@@ -226,11 +231,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.http.socket_addr()?;
 
-        let positive: [(&'static str, u64); 8] = [
+        let positive: [(&'static str, u64); 9] = [
             ("http.max_body_bytes", self.http.max_body_bytes as u64),
             ("http.max_batch_events", self.http.max_batch_events as u64),
             ("http.max_decompressed_bytes", self.http.max_decompressed_bytes as u64),
             ("http.header_read_timeout_ms", self.http.header_read_timeout_ms),
+            ("http.body_read_timeout_ms", self.http.body_read_timeout_ms),
             ("http.max_connections", self.http.max_connections as u64),
             ("ingest.max_data_bytes", self.ingest.max_data_bytes as u64),
             ("processor.channel_capacity", self.processor.channel_capacity as u64),

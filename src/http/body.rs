@@ -1,19 +1,24 @@
 //! Request body handling for `/ingest`: which Content-Type and Content-Encoding are
-//! accepted, and reading the body under the size limit.
+//! accepted, reading the body under the size and time limits, and decoding it.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::HeaderMap;
+use hyper::{HeaderMap, Request, Response, StatusCode};
 
+use super::response::{self, Body};
+use crate::ingest::decode::{self, DecodeError, SUPPORTED_ENCODINGS};
+use crate::metrics::RejectReason;
+use crate::AppState;
+
+use crate::ingest::decode::ContentCoding;
 use crate::ingest::parse::BodyFormat;
 
 /// Content types `/ingest` accepts, for the 415 message.
 pub const ACCEPTED_CONTENT_TYPES: &str = "application/json, application/x-ndjson";
-
-/// Content encodings `/ingest` accepts, for the 415 message.
-pub const ACCEPTED_ENCODINGS: &str = "identity";
 
 /// Why a body was not read.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +32,88 @@ pub enum BodyReadError {
     /// The connection failed or the client stopped sending.
     #[error("reading the request body failed: {0}")]
     Read(String),
+}
+
+/// Checks the request's headers, reads its body and decodes it. Returns the body format
+/// and the decoded bytes, or the finished rejection.
+///
+/// Every rejection made before the body was read to its end closes the connection, so
+/// unread body bytes are never taken for the next request.
+pub async fn receive(state: &AppState, request: Request<Incoming>) -> Result<(BodyFormat, Bytes), Response<Body>> {
+    let reject = |reason: RejectReason, status: StatusCode, message: String| {
+        state.metrics.record_rejected(reason, 1);
+        response::close_connection(response::error(status, message))
+    };
+
+    let format = body_format(request.headers()).map_err(|media_type| {
+        reject(
+            RejectReason::UnsupportedMediaType,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported Content-Type `{media_type}`; send {ACCEPTED_CONTENT_TYPES}"),
+        )
+    })?;
+    let codings = content_codings(request.headers()).map_err(|coding| {
+        reject(
+            RejectReason::UnsupportedMediaType,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported Content-Encoding `{coding}`; supported encodings: {SUPPORTED_ENCODINGS}"),
+        )
+    })?;
+
+    let http = &state.config.http;
+    let limit = http.max_body_bytes;
+    if let Some(length) = declared_length_over(request.headers(), limit) {
+        return Err(reject(
+            RejectReason::TooLarge,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Content-Length {length} is over the {limit} bytes allowed by http.max_body_bytes; split the events into smaller requests"),
+        ));
+    }
+
+    let timeout = Duration::from_millis(http.body_read_timeout_ms);
+    let bytes = match tokio::time::timeout(timeout, read_limited(request.into_body(), limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(error @ BodyReadError::TooLarge { .. })) => {
+            return Err(reject(RejectReason::TooLarge, StatusCode::PAYLOAD_TOO_LARGE, error.to_string()));
+        }
+        Ok(Err(error @ BodyReadError::Read(_))) => {
+            return Err(reject(RejectReason::InvalidBody, StatusCode::BAD_REQUEST, error.to_string()));
+        }
+        Err(_) => {
+            return Err(reject(
+                RejectReason::InvalidBody,
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not received within {} ms (http.body_read_timeout_ms); send the body faster or in smaller requests",
+                    timeout.as_millis()
+                ),
+            ));
+        }
+    };
+    if codings.is_empty() {
+        return Ok((format, bytes));
+    }
+
+    // Decoding up to max_decompressed_bytes takes milliseconds of CPU, too long for a
+    // runtime thread that serves other connections.
+    let decompressed_limit = http.max_decompressed_bytes;
+    let decoded = tokio::task::spawn_blocking(move || decode::decode(bytes, &codings, decompressed_limit)).await;
+    match decoded {
+        Ok(Ok(bytes)) => Ok((format, bytes)),
+        Ok(Err(error @ DecodeError::TooLarge { .. })) => {
+            state.metrics.record_rejected(RejectReason::TooLarge, 1);
+            Err(response::error(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()))
+        }
+        Ok(Err(error @ DecodeError::Corrupt { .. })) => {
+            state.metrics.record_rejected(RejectReason::InvalidBody, 1);
+            Err(response::error(StatusCode::BAD_REQUEST, error.to_string()))
+        }
+        Err(join_error) => {
+            tracing::error!(error = %join_error, "body decoding task failed");
+            state.metrics.record_rejected(RejectReason::InvalidBody, 1);
+            Err(response::error(StatusCode::BAD_REQUEST, "body decoding failed; retry the request"))
+        }
+    }
 }
 
 /// Returns the body format for the request's Content-Type: JSON when absent or
@@ -51,20 +138,22 @@ pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, String> {
     }
 }
 
-/// Checks Content-Encoding; only `identity` (or none) is accepted.
+/// Returns the codings listed in Content-Encoding, in the order they were applied;
+/// `identity` is skipped.
 ///
 /// # Errors
-/// Returns the rejected encoding, for the 415 message.
-pub fn check_encoding(headers: &HeaderMap) -> Result<(), String> {
+/// Returns the first unsupported coding, for the 415 message.
+pub fn content_codings(headers: &HeaderMap) -> Result<Vec<ContentCoding>, String> {
+    let mut codings = Vec::new();
     for value in headers.get_all(CONTENT_ENCODING) {
         let text = value.to_str().map_err(|_| "(not valid text)".to_owned())?;
-        for coding in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-            if !coding.eq_ignore_ascii_case("identity") {
-                return Err(coding.chars().take(100).collect());
+        for name in text.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+            if let Some(coding) = ContentCoding::from_name(name)? {
+                codings.push(coding);
             }
         }
     }
-    Ok(())
+    Ok(codings)
 }
 
 /// Returns the declared Content-Length when it is over `limit`, so the request can be
@@ -110,10 +199,14 @@ mod tests {
     }
 
     #[test]
-    fn encoding_accepts_only_identity() {
-        assert!(check_encoding(&HeaderMap::new()).is_ok());
-        assert!(check_encoding(&headers(CONTENT_ENCODING, "identity")).is_ok());
-        assert_eq!(check_encoding(&headers(CONTENT_ENCODING, "br")), Err("br".to_owned()));
+    fn content_codings_skip_identity_and_reject_unknown() {
+        assert_eq!(content_codings(&HeaderMap::new()), Ok(vec![]));
+        assert_eq!(content_codings(&headers(CONTENT_ENCODING, "identity")), Ok(vec![]));
+        assert_eq!(
+            content_codings(&headers(CONTENT_ENCODING, "gzip, zstd")),
+            Ok(vec![ContentCoding::Gzip, ContentCoding::Zstd])
+        );
+        assert_eq!(content_codings(&headers(CONTENT_ENCODING, "br")), Err("br".to_owned()));
     }
 
     #[test]

@@ -11,7 +11,8 @@
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use super::body::{self, BodyReadError, ACCEPTED_CONTENT_TYPES, ACCEPTED_ENCODINGS};
+
+use super::body;
 use super::response::{self, Body};
 use crate::ingest::event::Event;
 use crate::ingest::parse::{self, BodyError, BodyShape, ParsedBody};
@@ -35,43 +36,9 @@ pub async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Bo
         ));
     }
 
-    let format = match body::body_format(request.headers()) {
-        Ok(format) => format,
-        Err(media_type) => {
-            state.metrics.record_rejected(RejectReason::UnsupportedMediaType, 1);
-            return response::close_connection(response::error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("unsupported Content-Type `{media_type}`; send {ACCEPTED_CONTENT_TYPES}"),
-            ));
-        }
-    };
-    if let Err(encoding) = body::check_encoding(request.headers()) {
-        state.metrics.record_rejected(RejectReason::UnsupportedMediaType, 1);
-        return response::close_connection(response::error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("unsupported Content-Encoding `{encoding}`; supported encodings: {ACCEPTED_ENCODINGS}"),
-        ));
-    }
-
-    let limit = state.config.http.max_body_bytes;
-    if let Some(length) = body::declared_length_over(request.headers(), limit) {
-        state.metrics.record_rejected(RejectReason::TooLarge, 1);
-        return response::close_connection(response::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("Content-Length {length} is over the {limit} bytes allowed by http.max_body_bytes; split the events into smaller requests"),
-        ));
-    }
-
-    let bytes = match body::read_limited(request.into_body(), limit).await {
-        Ok(bytes) => bytes,
-        Err(error @ BodyReadError::TooLarge { .. }) => {
-            state.metrics.record_rejected(RejectReason::TooLarge, 1);
-            return response::close_connection(response::error(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()));
-        }
-        Err(error @ BodyReadError::Read(_)) => {
-            state.metrics.record_rejected(RejectReason::InvalidBody, 1);
-            return response::close_connection(response::error(StatusCode::BAD_REQUEST, error.to_string()));
-        }
+    let (format, bytes) = match body::receive(state, request).await {
+        Ok(received) => received,
+        Err(rejection) => return rejection,
     };
 
     let parsed = match parse::parse_body(&bytes, format, &state.parse_limits) {
