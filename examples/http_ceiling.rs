@@ -53,8 +53,7 @@ fn main() -> std::io::Result<()> {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(std::time::Duration::from_secs(10))
-            .keep_alive(true)
-            .pipeline_flush(true);
+            .keep_alive(true);
         loop {
             let (stream, _) = tokio::select! {
                 accepted = listener.accept() => accepted?,

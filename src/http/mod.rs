@@ -35,12 +35,15 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 /// Returns true if every connection finished in time.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>, stop: impl Future<Output = ()>) -> bool {
     let http = &state.config.http;
+    // `pipeline_flush` stays off: with it, hyper 1.13 skips writing a `Connection: close`
+    // response while unread request bytes sit in its buffer, so early 413/415 answers were
+    // lost. NOTE: requests hyper itself cannot parse get hyper's empty-bodied 400, not the
+    // JSON error body every other answer has.
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(http.header_read_timeout_ms))
-        .keep_alive(true)
-        .pipeline_flush(true);
+        .keep_alive(true);
 
     // Beyond the cap, connections stay in the kernel's listen backlog until one closes.
     let connection_slots = Arc::new(Semaphore::new(http.max_connections));
