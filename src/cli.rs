@@ -49,6 +49,9 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// The SIGTERM or SIGINT handler could not be installed.
+    #[error("cannot install the SIGTERM and SIGINT handlers: {0}")]
+    Signals(#[source] std::io::Error),
     /// The tokio runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -135,10 +138,11 @@ fn serve(loaded: LoadedConfig) -> Result<(), CliError> {
         .build()
         .map_err(CliError::Runtime)?;
     runtime.block_on(async move {
+        let shutdown = crate::shutdown::signal().map_err(CliError::Signals)?;
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .map_err(|source| CliError::Bind { address, source })?;
-        crate::run(config, listener, crate::shutdown::signal()).await?;
+        crate::run(config, listener, shutdown).await?;
         Ok(())
     })
 }

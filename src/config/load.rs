@@ -70,7 +70,10 @@ pub fn load(path: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
 
     let mut builder = config::Config::builder();
     if let Some(file) = &file {
-        builder = builder.add_source(config::File::from(file.as_path()).required(true));
+        // Always TOML, whatever the file is called: the `config` crate would otherwise guess
+        // the format from the extension and reject `telemetron.conf`.
+        let path = file.to_string_lossy();
+        builder = builder.add_source(config::File::new(&path, config::FileFormat::Toml).required(true));
     }
     builder = builder.add_source(
         config::Environment::with_prefix(ENV_PREFIX)

@@ -108,16 +108,17 @@ fn run_worker(receiver: &ShardReceiver, queues: &ShardQueues, runner: &BatchRunn
         };
         batch.extend(first);
 
-        // Once sealed nothing more will arrive, so waiting out the timeout only slows the drain.
+        // Once sealed nothing more will arrive, so waiting out the timeout only slows the
+        // drain. Sealing sends nothing to wake this wait, so each wait is capped at
+        // IDLE_POLL and the flag is checked between waits.
         let deadline = Instant::now() + settings.batch_timeout;
         while batch.len() < settings.batch_size && !queues.is_sealed() {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 break;
             }
-            match receiver.recv_timeout(queues, remaining) {
-                Some(chunk) => batch.extend(chunk),
-                None => break,
+            if let Some(chunk) = receiver.recv_timeout(queues, remaining.min(IDLE_POLL)) {
+                batch.extend(chunk);
             }
         }
         while batch.len() < settings.batch_size {

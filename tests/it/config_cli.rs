@@ -252,8 +252,8 @@ fn port_in_use_is_reported() {
 
 #[test]
 fn previous_release_config_runs() {
-    // Every key the previous release read, written as it wrote them. The log format comes
-    // from the environment so the file stays exactly as it was.
+    // The keys a config file for the previous release used, in its layout. The log format
+    // comes from the environment, so the file stays as the previous release read it.
     let dir = WorkDir::new();
     dir.write(
         "config.toml",

@@ -1,6 +1,7 @@
-//! SIGTERM and SIGINT while a client is sending: the binary turns `/readyz` to 503, answers
-//! further events with 503 or closes the connection, drains, logs totals that include every
-//! event the client saw accepted, and exits 0.
+//! Shutdown of the real binary. On SIGTERM or SIGINT while a client is sending, it turns
+//! `/readyz` to 503, responds to further events with 503 or closes the connection, drains,
+//! logs totals that include every event the client saw accepted, and exits 0. It also drains on
+//! a SIGTERM sent right after start-up, and without waiting out a long batch timeout.
 
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -10,12 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::client::{encode, read_response};
-use crate::support::post_json;
+use crate::support::{get, post_json};
 use crate::support::process::{ServiceProcess, WorkDir};
 
-/// The batch timeout outlasts the drain delay and a batch holds more events than the test
-/// sends, so the workers still hold accepted events when the queues close, and the totals
-/// show whether the drain processed them.
+/// The batch timeout outlasts the drain delay, and the batch size exceeds the number of
+/// events the test sends. So the workers still keep accepted events in memory when the
+/// queues close, and the totals show whether the drain processed them.
 const CONFIG: &str = r#"
 [http]
 port = 0
@@ -33,11 +34,11 @@ format = "json"
 
 const EVENT: &str = r#"{"sourceId":1,"type":"Heartbeat","timestamp":"2024-01-01T00:00:00Z"}"#;
 
-/// 202 answers the client must see before the signal, so events are in flight when the
+/// 202 responses the client must see before the signal, so events are in flight when the
 /// drain starts.
 const ACCEPTED_BEFORE_SIGNAL: u64 = 200;
 
-/// Longest wait for those first 202 answers.
+/// Maximum wait for those first 202 responses.
 const FIRST_ACCEPTS_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Bounds on the sending client, whatever the server does.
@@ -47,15 +48,21 @@ const CLIENT_REQUEST_LIMIT: u64 = 50_000;
 /// Bound on `/readyz` polling after the signal.
 const READYZ_TIME_LIMIT: Duration = Duration::from_secs(10);
 
-/// Pause between `/readyz` polls, so polling does not starve the server on 2 cores. The
-/// drain window is 300 ms, so it still gets many polls.
+/// Pause between `/readyz` polls, so the poller leaves CPU time to the server and the
+/// sending client. The 300 ms drain window still fits many polls.
 const READYZ_POLL_INTERVAL: Duration = Duration::from_millis(2);
+
+/// Maximum wait for a worker to take the queued events.
+const QUEUE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Pause between `/metrics` polls while waiting for the queue to empty.
+const QUEUE_POLL_INTERVAL: Duration = Duration::from_millis(5);
 
 /// Timeout for connecting, reading and writing on one client connection.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Answers other than 202, 503 with `Retry-After` or a closed connection kept for the
-/// failure message.
+/// Maximum number of unexpected responses kept for the failure message. The rest are only
+/// counted.
 const MAX_UNEXPECTED_SAMPLES: usize = 5;
 
 /// Why the sending client stopped.
@@ -194,7 +201,7 @@ fn poll_readyz(addr: SocketAddr) -> ReadyzReport {
         if reader.get_mut().write_all(&request).is_err() {
             continue;
         }
-        // The listener may close between connect and answer; the next connect then fails.
+        // The listener may close between connect and response, and the next connect then fails.
         if let Some(response) = read_response(&mut reader) {
             match response.status {
                 200 => report.ready += 1,
@@ -205,6 +212,27 @@ fn poll_readyz(addr: SocketAddr) -> ReadyzReport {
         std::thread::sleep(READYZ_POLL_INTERVAL);
     }
     report
+}
+
+/// Polls `/metrics` until shard 0 has no queued events, which means its worker has taken
+/// them all into the batch it is filling.
+fn wait_until_shard_0_empty(addr: SocketAddr) {
+    let deadline = Instant::now() + QUEUE_DEADLINE;
+    loop {
+        let metrics = get(addr, "/metrics").text();
+        let depth: Option<f64> = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(r#"telemetron_queue_depth_events{shard="0"} "#))
+            .and_then(|value| value.trim().parse().ok());
+        if depth == Some(0.0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "shard 0 queue depth is {depth:?} after {QUEUE_DEADLINE:?}; /metrics:\n{metrics}"
+        );
+        std::thread::sleep(QUEUE_POLL_INTERVAL);
+    }
 }
 
 /// Starts the binary, sends events from a client thread, delivers `signal` once some are
@@ -225,7 +253,7 @@ fn drains_on_signal(signal: libc::c_int, signal_name: &str) {
         stop.store(true, Ordering::SeqCst);
         let report = client.join().expect("client thread");
         panic!(
-            "the client did not see {ACCEPTED_BEFORE_SIGNAL} answers 202 within {FIRST_ACCEPTS_DEADLINE:?}: {report:#?}\nstderr:\n{}",
+            "the client did not see {ACCEPTED_BEFORE_SIGNAL} 202 responses within {FIRST_ACCEPTS_DEADLINE:?}: {report:#?}\nstderr:\n{}",
             service.stderr_text()
         );
     }
@@ -250,18 +278,21 @@ fn check_drain(
     requested: &serde_json::Value,
     complete: &serde_json::Value,
 ) {
-    assert_eq!(
-        client.end,
-        ClientEnd::ConnectFailed(std::io::ErrorKind::ConnectionRefused),
+    // A connection still in the listen backlog when the listener closes is reset.
+    assert!(
+        matches!(
+            client.end,
+            ClientEnd::ConnectFailed(std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset)
+        ),
         "the client should stop because the listener closed: {client:#?}"
     );
-    assert_eq!(client.unexpected, 0, "answers other than 202 and 503 with Retry-After: {client:#?}");
+    assert_eq!(client.unexpected, 0, "responses other than 202 and 503 with Retry-After: {client:#?}");
     assert!(
         readyz.draining > 0,
-        "/readyz never answered 503 draining after the signal: {readyz:#?}\nstderr:\n{}",
+        "/readyz never returned 503 draining after the signal: {readyz:#?}\nstderr:\n{}",
         service.stderr_text()
     );
-    assert!(readyz.other.is_empty(), "unexpected /readyz answers: {readyz:#?}");
+    assert!(readyz.other.is_empty(), "unexpected /readyz responses: {readyz:#?}");
 
     let accepted = complete["accepted"].as_u64();
     let processed = complete["processed"].as_u64().unwrap_or(0);
@@ -290,8 +321,8 @@ fn sigint_drains_while_sending() {
 
 #[test]
 fn sigterm_right_after_listening_drains() {
-    // A signal that arrives before the handler is installed kills the process in only some
-    // runs, so several runs make such a miss show.
+    // A SIGTERM that arrives before the service installs its handler kills the process.
+    // That window is short and a single run may miss it, so the test repeats the run.
     const RUNS: usize = 10;
 
     for run in 0..RUNS {
@@ -332,6 +363,9 @@ fn drain_skips_batch_timeout() {
         let response = post_json(service.addr, EVENT);
         assert_eq!(response.status, 202, "POST /ingest: {}", response.text());
     }
+    // A worker that has not yet taken the events when the queues close never starts the
+    // timed wait, so the test would pass without checking it.
+    wait_until_shard_0_empty(service.addr);
 
     service.signal(libc::SIGTERM);
     let status = service.wait_for_exit_within(DRAIN_LIMIT);

@@ -11,7 +11,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Longest wait for the binary to log a line or to exit. A healthy debug build needs well
+/// Maximum wait for the binary to log a line or to exit. A healthy debug build needs well
 /// under a second for either, so reaching this means the binary hangs.
 pub const PROCESS_DEADLINE: Duration = Duration::from_secs(15);
 
@@ -203,7 +203,7 @@ impl ServiceProcess {
         }
     }
 
-    /// Waits for the child to exit and returns its status; fails the test after
+    /// Waits for the child to exit and returns its status. Fails the test after
     /// [`PROCESS_DEADLINE`].
     pub fn wait_for_exit(&mut self) -> ExitStatus {
         self.wait_for_exit_within(PROCESS_DEADLINE).unwrap_or_else(|| {
@@ -214,8 +214,8 @@ impl ServiceProcess {
         })
     }
 
-    /// Waits up to `timeout` for the child to exit; returns `None` if it still runs. The
-    /// stderr lines logged so far are then in [`ServiceProcess::stderr_text`].
+    /// Waits up to `timeout` for the child to exit, and returns `None` if it still runs.
+    /// The stderr lines logged so far are then in [`ServiceProcess::stderr_text`].
     pub fn wait_for_exit_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let status = wait_with_deadline(&mut self.child, Instant::now() + timeout);
         self.stderr.extend(self.lines.try_iter());
@@ -253,7 +253,7 @@ fn log_line_starting(line: &str, message_start: &str) -> Option<serde_json::Valu
     matches.then_some(value)
 }
 
-/// Polls `try_wait` until the child exits or `deadline` passes; returns `None` on timeout.
+/// Polls `try_wait` until the child exits or `deadline` passes. Returns `None` on timeout.
 fn wait_with_deadline(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
     loop {
         if let Some(status) = child.try_wait().expect("check whether telemetron exited") {
@@ -276,7 +276,7 @@ fn read_all_in_thread(mut pipe: impl Read + Send + 'static) -> JoinHandle<String
 }
 
 /// Forwards stderr line by line on a thread, so readers can wait with a deadline and the
-/// pipe keeps draining while nobody reads. The channel disconnects when stderr closes.
+/// pipe keeps draining while no test reads it. The channel disconnects when stderr closes.
 fn send_lines_from(stderr: ChildStderr) -> Receiver<String> {
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
