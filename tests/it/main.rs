@@ -2,7 +2,12 @@
 
 mod support;
 
+mod batches;
+mod compression;
 mod config_cli;
+mod config_docs;
+mod custom_plugins;
+mod flood;
 mod http_contract;
 mod ingest_single;
 mod processing;

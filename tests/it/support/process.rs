@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
@@ -33,6 +33,11 @@ impl WorkDir {
         }
     }
 
+    /// Returns the directory's path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Writes `text` to `relative_path` inside the directory, creating parent directories,
     /// and returns the full path.
     pub fn write(&self, relative_path: &str, text: &str) -> PathBuf {
@@ -48,7 +53,13 @@ impl WorkDir {
     /// `TELEMETRON_` variables inherited from the test's environment are removed, and
     /// `RUST_LOG` is set to `info` so the lifecycle lines the tests wait for are logged.
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut command = Command::new(BINARY);
+        self.command_for(Path::new(BINARY), args, env)
+    }
+
+    /// Like [`WorkDir::command`], for another program built on the library, such as an
+    /// example that registers its own plugins.
+    fn command_for(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(program);
         command.args(args).current_dir(self.dir.path()).env("RUST_LOG", "info");
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("TELEMETRON_") {
@@ -96,8 +107,13 @@ impl WorkDir {
     /// so it outlives the child. Fails the test if the child exits or stays silent before
     /// that line.
     pub fn spawn(self, args: &[&str], env: &[(&str, &str)]) -> ServiceProcess {
+        self.spawn_program(Path::new(BINARY), args, env)
+    }
+
+    /// Like [`WorkDir::spawn`], for another program built on the library.
+    pub fn spawn_program(self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> ServiceProcess {
         let mut child = self
-            .command(args, env)
+            .command_for(program, args, env)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
