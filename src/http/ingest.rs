@@ -27,15 +27,8 @@ const SINGLE_ACCEPTED: &str = r#"{"accepted":1,"rejected":0,"errors":[]}"#;
 
 /// Handles one `POST /ingest` request.
 pub async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
-    let retry_after = state.config.http.retry_after_secs;
-    if state.is_draining() {
-        state.metrics.record_rejected(RejectReason::Draining, 1);
-        return response::close_connection(response::unavailable(
-            "draining: the service is shutting down; retry against another instance",
-            retry_after,
-        ));
-    }
-
+    // Draining alone does not reject: until the listener closes and the queues are sealed,
+    // requests that still arrive are served, and after that `try_push` answers 503.
     let (format, bytes) = match body::receive(state, request).await {
         Ok(received) => received,
         Err(rejection) => return rejection,
