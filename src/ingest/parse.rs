@@ -198,8 +198,9 @@ fn parse_json(
         buffers,
         tape,
     } = scratch;
+    let copy_address = input.as_ptr() as usize;
     with_tape(input, buffers, tape, |parsed| match parsed {
-        Ok(nodes) => build_json_body(body, start, nodes, limits),
+        Ok(nodes) => build_json_body(body, start, copy_address, nodes, limits),
         Err(error) => {
             let (syntax, offset) = classify(&error, body);
             Err(BodyError::InvalidJson { offset, syntax })
@@ -210,6 +211,7 @@ fn parse_json(
 fn build_json_body(
     body: &Bytes,
     start: usize,
+    copy_address: usize,
     nodes: &[Node<'_>],
     limits: &ParseLimits,
 ) -> Result<ParsedBody, BodyError> {
@@ -232,7 +234,7 @@ fn build_json_body(
             syntax: JsonSyntax::Invalid,
         },
     };
-    let mut scanner = Scanner::new(body, start);
+    let mut scanner = Scanner::new(body, start).with_tape_copy(copy_address);
 
     match nodes.first() {
         Some(Node::Object { .. }) => {

@@ -10,6 +10,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use simd_json::Node;
+use smallvec::SmallVec;
 
 use super::error::{ItemError, JsonKind, RejectedSourceId};
 use super::scan::{Member, ScanError, Scanner};
@@ -58,16 +59,14 @@ pub(crate) fn parse_event(
     let mut first_error = None;
     let mut node_index = 1;
     for _ in 0..key_count {
-        let member = scanner
-            .next_member(value_depth_budget)?
-            .ok_or_else(|| scanner.malformed())?;
         let (Some(&Node::String(key)), Some(value)) =
             (nodes.get(node_index), nodes.get(node_index + 1))
         else {
-            return Err(ScanError::Malformed {
-                offset: member.key.start,
-            });
+            return Err(scanner.malformed());
         };
+        let member = scanner
+            .next_member_from_tape(value_depth_budget, key, value)?
+            .ok_or_else(|| scanner.malformed())?;
         debug_assert!(
             body[member.key.clone()].contains(&b'\\')
                 || &body[member.key.start + 1..member.key.end - 1] == key.as_bytes(),
@@ -107,8 +106,9 @@ struct Fields<'t> {
     event_type: Option<&'t str>,
     timestamp: Option<Timestamp>,
     data: Option<Range<usize>>,
-    unknown_keys: [&'t str; MAX_EVENT_KEYS],
-    unknown_key_count: usize,
+    /// Keys other than the four known ones, for the duplicate check. Inline for the usual
+    /// few, so an event costs no allocation and no zeroing of `MAX_EVENT_KEYS` slots.
+    unknown_keys: SmallVec<[&'t str; 8]>,
 }
 
 impl<'t> Fields<'t> {
@@ -118,8 +118,7 @@ impl<'t> Fields<'t> {
             event_type: None,
             timestamp: None,
             data: None,
-            unknown_keys: [""; MAX_EVENT_KEYS],
-            unknown_key_count: 0,
+            unknown_keys: SmallVec::new(),
         }
     }
 
@@ -168,14 +167,11 @@ impl<'t> Fields<'t> {
                 self.data = Some(check_data(member, limits)?);
             }
             _ => {
-                let seen = &self.unknown_keys[..self.unknown_key_count];
-                if seen.contains(&key) {
+                // `parse_event` admits at most MAX_EVENT_KEYS members, which bounds this.
+                if self.unknown_keys.contains(&key) {
                     return Err(ItemError::duplicate_key(key));
                 }
-
-                // `parse_event` admits at most MAX_EVENT_KEYS members, so there is room.
-                self.unknown_keys[self.unknown_key_count] = key;
-                self.unknown_key_count += 1;
+                self.unknown_keys.push(key);
             }
         }
         Ok(())

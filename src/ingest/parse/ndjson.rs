@@ -34,6 +34,7 @@ pub(super) fn parse_ndjson(
         buffers,
         tape,
     } = scratch;
+    let copy_address = input.as_ptr() as usize;
     let mut items = Vec::with_capacity(count);
     for line in lines(body) {
         let Some(content_start) = line.content_start else {
@@ -45,7 +46,7 @@ pub(super) fn parse_ndjson(
             buffers,
             tape,
             |parsed| match parsed {
-                Ok(nodes) => build_ndjson_item(body, &line, content_start, nodes, limits),
+                Ok(nodes) => build_ndjson_item(body, &line, content_start, copy_address, nodes, limits),
                 Err(error) => {
                     let (syntax, offset) = classify(&error, text);
                     Err(ItemError::InvalidJson {
@@ -68,6 +69,7 @@ fn build_ndjson_item(
     body: &Bytes,
     line: &Line,
     content_start: usize,
+    copy_address: usize,
     nodes: &[Node<'_>],
     limits: &ParseLimits,
 ) -> Result<Event, ItemError> {
@@ -97,7 +99,8 @@ fn build_ndjson_item(
 
     // The scanner reads the body only up to the line's end, and its offsets are body offsets.
     let max_depth = limits.max_document_depth();
-    let mut scanner = Scanner::new(&body[..line.span.end], content_start);
+    let mut scanner =
+        Scanner::new(&body[..line.span.end], content_start).with_tape_copy(copy_address);
     match fields::parse_event(body, &mut scanner, nodes, max_depth - 1, limits) {
         Ok(item) => item,
         Err(ScanError::TooDeep { .. }) => Err(ItemError::TooDeep {

@@ -11,6 +11,9 @@ use std::ops::Range;
 
 use memchr::{memchr, memchr2};
 
+/// Bytes of a string checked one by one before switching to memchr.
+const SHORT_STRING_BYTES: usize = 32;
+
 /// Reason a scan stopped before the end of a value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ScanError {
@@ -42,13 +45,96 @@ pub(crate) struct UnpairedSurrogate {
 pub(crate) struct Scanner<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Address of the byte that simd-json parsed in place of `bytes[0]`, or 0 when unknown.
+    tape_base: usize,
 }
 
 impl<'a> Scanner<'a> {
     /// Creates a scanner over `bytes` that starts at offset `pos`. All offsets it reports are
     /// offsets into `bytes`.
     pub(crate) fn new(bytes: &'a [u8], pos: usize) -> Self {
-        Scanner { bytes, pos }
+        Scanner {
+            bytes,
+            pos,
+            tape_base: 0,
+        }
+    }
+
+    /// Lets [`Scanner::next_member_from_tape`] locate tape strings in `bytes`. `copy_address`
+    /// must be the address of the buffer simd-json parsed in place, a copy of `bytes` at the
+    /// same offsets.
+    ///
+    /// simd-json 0.15 returns every string as a slice of its input buffer at the string's
+    /// own offset, unescaped in place, so a string's address minus the buffer's address is
+    /// where the string starts in `bytes`. A string found elsewhere fails the checks in
+    /// [`Scanner::unescaped_string_at`] and is scanned instead.
+    pub(crate) fn with_tape_copy(mut self, copy_address: usize) -> Self {
+        self.tape_base = copy_address;
+        self
+    }
+
+    /// Returns the offset in `bytes` of a string from the tape, if it lies in the copy.
+    fn tape_offset(&self, text: &str) -> Option<usize> {
+        let offset = (text.as_ptr() as usize).checked_sub(self.tape_base)?;
+        (self.tape_base != 0 && offset + text.len() <= self.bytes.len()).then_some(offset)
+    }
+
+    /// Returns the raw span of a tape string written without escapes (quotes included),
+    /// when it starts exactly at `at`; otherwise `None`.
+    fn unescaped_string_at(&self, text: &str, at: usize) -> Option<Range<usize>> {
+        let start = self.tape_offset(text)?;
+        let end = start + text.len();
+        let plain = start == at + 1
+            && self.bytes.get(at) == Some(&b'"')
+            && self.bytes.get(end) == Some(&b'"')
+            && !self.bytes[start..end].contains(&b'\\');
+        plain.then_some(at..end + 1)
+    }
+
+    /// Like [`Scanner::next_member`], given the member's key and value from the tape. Keys
+    /// and string values written without escapes are located from their tape addresses
+    /// instead of being scanned byte by byte; anything else falls back to the scan.
+    pub(crate) fn next_member_from_tape(
+        &mut self,
+        depth_budget: usize,
+        key: &str,
+        value: &simd_json::Node<'_>,
+    ) -> Result<Option<Member>, ScanError> {
+        let resume = self.pos;
+        self.skip_whitespace();
+        if self.peek() == Some(b',') {
+            self.pos += 1;
+            self.skip_whitespace();
+        }
+        let Some(key_span) = self.unescaped_string_at(key, self.pos) else {
+            self.pos = resume;
+            return self.next_member(depth_budget);
+        };
+        self.pos = key_span.end;
+
+        self.skip_whitespace();
+        if self.peek() != Some(b':') {
+            return Err(self.malformed());
+        }
+        self.pos += 1;
+        self.skip_whitespace();
+
+        if let simd_json::Node::String(text) = value {
+            if let Some(value_span) = self.unescaped_string_at(text, self.pos) {
+                self.pos = value_span.end;
+                return Ok(Some(Member {
+                    key: key_span,
+                    value: value_span,
+                    depth: 0,
+                }));
+            }
+        }
+        let (value_span, depth) = self.skip_value(depth_budget)?;
+        Ok(Some(Member {
+            key: key_span,
+            value: value_span,
+            depth,
+        }))
     }
 
     /// Skips whitespace, then consumes `open` (`{` or `[`).
@@ -175,6 +261,21 @@ impl<'a> Scanner<'a> {
 
     fn skip_string(&mut self) -> Result<(), ScanError> {
         let mut pos = self.pos + 1;
+
+        // Event strings are mostly short keys and values, where a plain loop beats the setup
+        // cost of a vectorised search. Longer strings continue with memchr below.
+        let short_end = self.bytes.len().min(pos + SHORT_STRING_BYTES);
+        while pos < short_end {
+            match self.bytes[pos] {
+                b'"' => {
+                    self.pos = pos + 1;
+                    return Ok(());
+                }
+                b'\\' => pos += 2,
+                _ => pos += 1,
+            }
+        }
+
         loop {
             let rest = self.bytes.get(pos..).ok_or_else(|| self.malformed())?;
             let Some(found) = memchr2(b'"', b'\\', rest) else {

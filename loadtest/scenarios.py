@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""Load-test scenarios for Telemetron, driven with oha against loopback only.
+
+Each scenario starts the release binaries it needs on 127.0.0.1 with a free port, runs oha
+for a fixed duration, stops every server it started by PID, and prints figures together
+with the ratio to the baseline measured in the same run.
+
+    python3 loadtest/scenarios.py single  [--duration 10s] [--connections 64]
+    python3 loadtest/scenarios.py ndjson  [--duration 10s] [--connections 16]
+    python3 loadtest/scenarios.py stats   [--duration 10s] [--connections 64]
+    python3 loadtest/scenarios.py all     [--markdown FILE]
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TELEMETRON = os.path.join(ROOT, "target", "release", "telemetron")
+CEILING = os.path.join(ROOT, "target", "release", "examples", "http_ceiling")
+HOST = "127.0.0.1"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SINGLE_EVENT = os.path.join(ROOT, "loadtest", "single_event.json")
+
+
+def build():
+    subprocess.run(
+        ["cargo", "build", "--release", "--quiet", "--bin", "telemetron", "--example", "http_ceiling"],
+        cwd=ROOT,
+        check=True,
+    )
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def machine():
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} cores (nproc), {model}, {time.strftime('%Y-%m-%d', time.gmtime())}"
+
+
+class Server:
+    """A server process on loopback, stopped by PID when the block ends."""
+
+    def __init__(self, argv, env, probe_path):
+        self.port = free_port()
+        self.dir = tempfile.TemporaryDirectory()
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRON_")}
+        full_env.update({k: v.format(port=self.port) for k, v in env.items()})
+        self.log = open(os.path.join(self.dir.name, "log"), "w")
+        self.process = subprocess.Popen(argv, cwd=self.dir.name, env=full_env, stdout=self.log, stderr=self.log)
+        self.url = f"http://{HOST}:{self.port}"
+        deadline = time.time() + 10
+        while True:
+            try:
+                urllib.request.urlopen(self.url + probe_path, timeout=1)
+                break
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                if time.time() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    raise RuntimeError(f"{argv[0]} did not start on {self.url}")
+                time.sleep(0.05)
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.process.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def get_json(self, path):
+        with urllib.request.urlopen(self.url + path, timeout=5) as response:
+            return json.load(response)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        self.dir.cleanup()
+
+
+def telemetron(**overrides):
+    env = {"TELEMETRON_HTTP__HOST": HOST, "TELEMETRON_HTTP__PORT": "{port}"}
+    env.update({f"TELEMETRON_{key.upper()}": str(value) for key, value in overrides.items()})
+    return Server([TELEMETRON], env, "/healthz")
+
+
+def ceiling():
+    return Server([CEILING], {"PORT": "{port}"}, "/")
+
+
+def oha(url, duration, connections, body_file, content_type, extra=()):
+    argv = [
+        "oha", "--no-tui", "--output-format", "json", "-z", duration, "-c", str(connections),
+        # Without this oha drops the answers still in flight at the deadline, and the 202
+        # count falls short of what the server accepted by up to one per connection.
+        "--wait-ongoing-requests-after-deadline",
+        "-m", "POST", "-H", f"Content-Type: {content_type}", "-D", body_file, *extra, url,
+    ]
+    result = subprocess.run(argv, check=True, capture_output=True, text=True)
+    return json.loads(result.stdout)
+
+
+def measure(server, url, duration, connections, body_file, content_type="application/json"):
+    before = server.cpu_seconds()
+    data = oha(url, duration, connections, body_file, content_type)
+    cpu = server.cpu_seconds() - before
+    requests = sum(data["statusCodeDistribution"].values())
+    return {
+        "rps": data["summary"]["requestsPerSec"],
+        "p99": data["latencyPercentiles"]["p99"],
+        "p50": data["latencyPercentiles"]["p50"],
+        "cpu_per_request": cpu / max(requests, 1),
+        "codes": data["statusCodeDistribution"],
+        "requests": requests,
+    }
+
+
+def scenario_single(args):
+    """Single event per request: Telemetron against the ceiling, same run."""
+    with ceiling() as server:
+        base = measure(server, server.url + "/ingest", args.duration, args.connections, SINGLE_EVENT)
+    with telemetron(processor__channel_capacity=100_000) as server:
+        tm = measure(server, server.url + "/ingest", args.duration, args.connections, SINGLE_EVENT)
+        time.sleep(0.5)
+        stats = server.get_json("/stats")
+    accepted = tm["codes"].get("202", 0)
+    lines = [
+        f"| ceiling (examples/http_ceiling.rs) | {base['rps']:,.0f} | {base['p50']*1e3:.3f} | {base['p99']*1e3:.3f} | {base['cpu_per_request']*1e6:.2f} | 1.00 |",
+        f"| Telemetron | {tm['rps']:,.0f} | {tm['p50']*1e3:.3f} | {tm['p99']*1e3:.3f} | {tm['cpu_per_request']*1e6:.2f} | {tm['rps']/base['rps']:.3f} |",
+    ]
+    summary = (
+        f"throughput ratio {tm['rps']/base['rps']:.3f} (target >= 0.90), "
+        f"p99 ratio {tm['p99']/base['p99']:.2f} (target <= 1.5), "
+        f"CPU per request ratio {tm['cpu_per_request']/base['cpu_per_request']:.2f} (target <= 1.3); "
+        f"202 answers {accepted:,}, /stats events_count {stats['events_count']:,} "
+        f"({'equal' if stats['events_count'] == accepted else 'MISMATCH'}), other codes {tm['codes']}"
+    )
+    return "single event, keep-alive", ["| server | requests/s | p50 ms | p99 ms | CPU us/request | throughput ratio |", "| --- | ---: | ---: | ---: | ---: | ---: |", *lines], summary
+
+
+def ndjson_body(path, events):
+    with open(path, "w") as body:
+        for i in range(events):
+            body.write(json.dumps({
+                "sourceId": i % 1000, "type": "Heartbeat" if i % 4 else f"custom-{i % 3}",
+                "timestamp": f"2024-05-01T12:{i % 60:02d}:00.{i:06d}Z", "data": {"seq": i, "ok": True},
+            }) + "\n")
+
+
+def scenario_ndjson(args):
+    """NDJSON bodies of 1,000 events: events/s and bytes/s against the ceiling."""
+    with tempfile.TemporaryDirectory() as scratch:
+        body = os.path.join(scratch, "batch.ndjson")
+        ndjson_body(body, 1000)
+        size = os.path.getsize(body)
+        with ceiling() as server:
+            base = measure(server, server.url + "/ingest", args.duration, args.connections, body, "application/x-ndjson")
+        with telemetron(processor__channel_capacity=200_000) as server:
+            tm = measure(server, server.url + "/ingest", args.duration, args.connections, body, "application/x-ndjson")
+            time.sleep(1)
+            stats = server.get_json("/stats")
+    accepted_requests = tm["codes"].get("202", 0)
+    lines = [
+        "| server | requests/s | events/s | MiB/s | p99 ms | CPU us/event |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        f"| ceiling (reads body only) | {base['rps']:,.0f} | {base['rps']*1000:,.0f} | {base['rps']*size/2**20:,.1f} | {base['p99']*1e3:.2f} | {base['cpu_per_request']*1e6/1000:.3f} |",
+        f"| Telemetron | {tm['rps']:,.0f} | {tm['rps']*1000:,.0f} | {tm['rps']*size/2**20:,.1f} | {tm['p99']*1e3:.2f} | {tm['cpu_per_request']*1e6/1000:.3f} |",
+    ]
+    summary = (
+        f"body {size:,} bytes, 1,000 events; throughput ratio to ceiling {tm['rps']/base['rps']:.3f}; "
+        f"202 answers {accepted_requests:,} x 1,000 = {accepted_requests*1000:,} events, /stats events_count "
+        f"{stats['events_count']:,}; codes {tm['codes']}"
+    )
+    return "NDJSON batch of 1,000 events per request", lines, summary
+
+
+def scenario_stats(args):
+    """Ingestion with and without a client polling /stats 1,000 times a second."""
+    with telemetron(processor__channel_capacity=100_000) as server:
+        alone = measure(server, server.url + "/ingest", args.duration, args.connections, SINGLE_EVENT)
+        poller = subprocess.Popen(
+            ["oha", "--no-tui", "--output-format", "json", "-z", args.duration, "-c", "2", "-q", "1000",
+             server.url + "/stats/4242"],
+            stdout=subprocess.PIPE, text=True,
+        )
+        polled = measure(server, server.url + "/ingest", args.duration, args.connections, SINGLE_EVENT)
+        stats_run = json.loads(poller.communicate()[0])
+        totals = subprocess.run(
+            ["oha", "--no-tui", "--output-format", "json", "-n", "2000", "-c", "2", server.url + "/stats"],
+            check=True, capture_output=True, text=True,
+        )
+        totals_idle = json.loads(totals.stdout)
+    cost = 1 - polled["rps"] / alone["rps"]
+    lines = [
+        "| run | ingest requests/s | ingest p99 ms | stats requests/s | stats p99 ms |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| ingest alone | {alone['rps']:,.0f} | {alone['p99']*1e3:.3f} | | |",
+        f"| ingest + GET /stats/{{id}} at 1,000/s | {polled['rps']:,.0f} | {polled['p99']*1e3:.3f} | {stats_run['summary']['requestsPerSec']:,.0f} | {stats_run['latencyPercentiles']['p99']*1e3:.3f} |",
+        f"| GET /stats, idle server (2,000 requests) | | | {totals_idle['summary']['requestsPerSec']:,.0f} | {totals_idle['latencyPercentiles']['p99']*1e3:.3f} |",
+    ]
+    summary = f"polling cost to ingestion: {cost*100:.1f}% of throughput (target < 5%); stats p99 under load {stats_run['latencyPercentiles']['p99']*1e3:.3f} ms (target < 1 ms)"
+    return "statistics reads during full ingestion", lines, summary
+
+
+SCENARIOS = {"single": scenario_single, "ndjson": scenario_ndjson, "stats": scenario_stats}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenario", choices=[*SCENARIOS, "all"])
+    parser.add_argument("--duration", default="10s", help="oha duration per run, such as 10s")
+    parser.add_argument("--connections", type=int, default=None, help="concurrent connections")
+    parser.add_argument("--markdown", help="append the results as Markdown to this file")
+    args = parser.parse_args()
+    build()
+
+    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    out = []
+    for name in names:
+        run_args = argparse.Namespace(**vars(args))
+        if run_args.connections is None:
+            run_args.connections = 16 if name == "ndjson" else 64
+        title, table, summary = SCENARIOS[name](run_args)
+        command = f"python3 loadtest/scenarios.py {name} --duration {args.duration} --connections {run_args.connections}"
+        block = [f"### {title}", "", f"Command: `{command}`  ", f"Machine: {machine()}", "", *table, "", summary, ""]
+        print("\n".join(block), flush=True)
+        out.extend(block)
+    if args.markdown:
+        with open(args.markdown, "a") as report:
+            report.write("\n".join(out) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
