@@ -3,8 +3,8 @@
 //! validator chain and queued with `try_push`. The real batch workers (`spawn_workers` with a
 //! `BatchRunner` running `StorageProcessor`) then record the events.
 //!
-//! One thread parses, validates and pushes, as one HTTP connection would, so a second worker
-//! speeds up only the work after the queue. The clock stops when `StatsStore::totals` shows
+//! Each worker has its own pushing thread that parses, validates and pushes, as the service
+//! runs one runtime thread per core in front of one worker per core. The clock stops when `StatsStore::totals` shows
 //! every pushed event, so queueing and the hand-off to the workers count. HTTP, decompression
 //! and the response are not part of it.
 
@@ -24,7 +24,7 @@ use telemetron::metrics::Metrics;
 use telemetron::plugins::processors::StorageProcessor;
 use telemetron::plugins::validators::{EventTypeValidator, SourceIdValidator};
 use telemetron::plugins::Validator;
-use telemetron::queue::ShardQueues;
+use telemetron::queue::{PushError, ShardQueues};
 use telemetron::stats::StatsStore;
 use telemetron::worker::{
     self, BatchRunner, BatchSettings, DeadLetterQueue, Outcomes, ProcessorSlot,
@@ -70,17 +70,20 @@ fn ingest(body: &Bytes, validators: &[Box<dyn Validator>], queues: &ShardQueues)
         }
     }
 
-    // A failed `try_push` drops the events, so wait for room first. This thread is the only
-    // one pushing and workers only free room, so room seen here is still there at the push.
+    // A full queue hands the events back, and the pushing thread retries as a client that
+    // got 503 would, only sooner.
     let count = valid.len();
-    let has_room = |shard| queues.depth(shard) + count <= queues.capacity_per_shard();
-    while !(0..queues.shard_count()).any(has_room) {
-        std::thread::sleep(FULL_RETRY_DELAY);
+    let mut pending = valid;
+    loop {
+        match queues.try_push(pending) {
+            Ok(()) => return count,
+            Err((PushError::Full, events)) => {
+                pending = events;
+                std::thread::sleep(FULL_RETRY_DELAY);
+            }
+            Err((PushError::Closed, _)) => panic!("the queues close only after the run"),
+        }
     }
-    queues
-        .try_push(valid)
-        .expect("a shard has room and the queues are open");
-    count
 }
 
 /// Starts `workers` batch workers on fresh queues and statistics, pushes every body `iters`
@@ -120,13 +123,29 @@ fn run_pipeline(
     let handles = worker::spawn_workers(receivers, queues.clone(), runner, settings)
         .expect("worker threads start");
 
+    // One pushing thread per worker, as the service runs one runtime thread per core: each
+    // takes every `workers`-th body.
     let start = Instant::now();
-    let mut queued = 0;
-    for _ in 0..iters {
-        for body in bodies {
-            queued += ingest(body, validators, &queues) as u64;
-        }
-    }
+    let queued: u64 = std::thread::scope(|scope| {
+        let pushers: Vec<_> = (0..workers)
+            .map(|pusher| {
+                let queues = &queues;
+                scope.spawn(move || {
+                    let mut queued = 0;
+                    for _ in 0..iters {
+                        for body in bodies.iter().skip(pusher).step_by(workers) {
+                            queued += ingest(body, validators, queues) as u64;
+                        }
+                    }
+                    queued
+                })
+            })
+            .collect();
+        pushers
+            .into_iter()
+            .map(|pusher| pusher.join().expect("pushing thread does not panic"))
+            .sum()
+    });
     while stats.totals().events_count < queued {
         std::thread::sleep(DRAIN_POLL);
     }

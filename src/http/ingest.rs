@@ -75,7 +75,7 @@ fn accept_single(state: &AppState, parsed: ParsedBody) -> Response<Body> {
             state.metrics.events_accepted.increment(1);
             response::json_bytes(StatusCode::ACCEPTED, SINGLE_ACCEPTED)
         }
-        Err(error) => reject_push(state, error, 1),
+        Err((error, _event)) => reject_push(state, error, 1),
     }
 }
 

@@ -90,13 +90,17 @@ impl ShardQueues {
     ///
     /// # Errors
     /// [`PushError::Full`] when no shard has room for all of them, [`PushError::Closed`]
-    /// after [`ShardQueues::close`]. Nothing is queued in either case.
-    pub fn try_push(&self, events: Vec<Event>) -> Result<(), PushError> {
+    /// after [`ShardQueues::close`]. Nothing is queued in either case, and the events come
+    /// back with the error so the caller can retry without copying them.
+    pub fn try_push(&self, events: Vec<Event>) -> Result<(), (PushError, Vec<Event>)> {
         let count = events.len();
         if count == 0 {
             return Ok(());
         }
-        let _guard = self.enter()?;
+        let _guard = match self.enter() {
+            Ok(guard) => guard,
+            Err(error) => return Err((error, events)),
+        };
 
         let first = self.first_shard();
         for offset in 0..self.shards.len() {
@@ -106,7 +110,7 @@ impl ShardQueues {
                 return Ok(());
             }
         }
-        Err(PushError::Full)
+        Err((PushError::Full, events))
     }
 
     /// Queues as many of `events` as fit, in order, filling shards one after another.
@@ -288,9 +292,9 @@ mod tests {
     #[test]
     fn rejects_push_when_every_shard_is_full() {
         let (queues, _receivers) = ShardQueues::new(2, 3);
-        assert_eq!(queues.try_push(events(3)), Ok(()));
-        assert_eq!(queues.try_push(events(3)), Ok(()));
-        assert_eq!(queues.try_push(events(1)), Err(PushError::Full));
+        assert!(queues.try_push(events(3)).is_ok());
+        assert!(queues.try_push(events(3)).is_ok());
+        assert_eq!(queues.try_push(events(1)).map_err(|(error, _)| error), Err(PushError::Full));
         assert_eq!(queues.accepted_total(), 6);
     }
 
@@ -313,17 +317,17 @@ mod tests {
     fn closed_queues_reject_pushes() {
         let (queues, _receivers) = ShardQueues::new(1, 4);
         queues.close();
-        assert_eq!(queues.try_push(events(1)), Err(PushError::Closed));
+        assert_eq!(queues.try_push(events(1)).map_err(|(error, _)| error), Err(PushError::Closed));
         assert_eq!(queues.try_push_prefix(events(1)), Err(PushError::Closed));
     }
 
     #[test]
     fn receiving_frees_capacity() {
         let (queues, receivers) = ShardQueues::new(1, 2);
-        queues.try_push(events(2)).expect("room for two");
-        assert_eq!(queues.try_push(events(1)), Err(PushError::Full));
+        assert!(queues.try_push(events(2)).is_ok(), "room for two");
+        assert_eq!(queues.try_push(events(1)).map_err(|(error, _)| error), Err(PushError::Full));
         let chunk = receivers[0].recv_timeout(&queues, Duration::from_millis(10)).expect("a chunk");
         assert_eq!(chunk.len(), 2);
-        assert_eq!(queues.try_push(events(1)), Ok(()));
+        assert!(queues.try_push(events(1)).is_ok());
     }
 }

@@ -14,4 +14,5 @@ mod ingest_single;
 mod processing;
 mod prometheus;
 mod shutdown;
+mod slow_clients;
 mod stats_metrics;
