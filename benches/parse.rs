@@ -99,7 +99,7 @@ fn value_floor(input: &mut Vec<u8>, body: &[u8], format: BodyFormat) -> usize {
     input.clear();
     input.extend_from_slice(body);
     let ranges: Vec<Range<usize>> = match format {
-        BodyFormat::Json => vec![0..body.len()],
+        BodyFormat::Json => std::iter::once(0..body.len()).collect(),
         BodyFormat::Ndjson => ndjson_lines(body).collect(),
     };
     let mut built = 0;

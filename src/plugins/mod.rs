@@ -59,12 +59,18 @@ pub struct PluginContext {
     pub stats: Arc<StatsStore>,
 }
 
+/// Builds a validator from its parameters, or returns why they are invalid.
+pub type BuildValidator = fn(&PluginParams, &PluginContext) -> Result<Box<dyn Validator>, String>;
+
+/// Builds a processor from its parameters, or returns why they are invalid.
+pub type BuildProcessor = fn(&PluginParams, &PluginContext) -> Result<Arc<dyn Processor>, String>;
+
 /// A validator that can be enabled by name. Submit one with `inventory::submit!`.
 pub struct ValidatorRegistration {
     /// Name used in `[validation.plugins.NAME]`.
     pub name: &'static str,
     /// Builds the validator from its parameters.
-    pub build: fn(&PluginParams, &PluginContext) -> Result<Box<dyn Validator>, String>,
+    pub build: BuildValidator,
 }
 
 /// A processor that can be enabled by name. Submit one with `inventory::submit!`.
@@ -72,7 +78,7 @@ pub struct ProcessorRegistration {
     /// Name used in `[processing.plugins.NAME]`.
     pub name: &'static str,
     /// Builds the processor from its parameters.
-    pub build: fn(&PluginParams, &PluginContext) -> Result<Arc<dyn Processor>, String>,
+    pub build: BuildProcessor,
 }
 
 inventory::collect!(ValidatorRegistration);

@@ -265,10 +265,8 @@ impl Drop for PushGuard<'_> {
 
 /// Spreads threads over shards so two runtime threads do not start on the same one.
 fn thread_seed() -> usize {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    std::thread::current().id().hash(&mut hasher);
-    hasher.finish() as usize
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::thread::current().id()) as usize
 }
 
 #[cfg(test)]
