@@ -71,7 +71,7 @@ pub async fn receive(state: &AppState, request: Request<Incoming>) -> Result<(Bo
     }
 
     let timeout = Duration::from_millis(http.body_read_timeout_ms);
-    let bytes = match tokio::time::timeout(timeout, read_limited(request.into_body(), limit)).await {
+    let bytes = match read_with_timeout(read_limited(request.into_body(), limit), timeout).await {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(error @ BodyReadError::TooLarge { .. })) => {
             return Err(reject(RejectReason::TooLarge, StatusCode::PAYLOAD_TOO_LARGE, error.to_string()));
@@ -114,6 +114,20 @@ pub async fn receive(state: &AppState, request: Request<Incoming>) -> Result<(Bo
             Err(response::error(StatusCode::BAD_REQUEST, "body decoding failed; retry the request"))
         }
     }
+}
+
+/// Awaits `read`, giving up after `timeout`. A small body usually arrives with its headers,
+/// so the first poll finishes it; only a body still in flight then gets a timer, which spares
+/// the common case a clock reading and a timer registration.
+async fn read_with_timeout<F: std::future::Future>(
+    read: F,
+    timeout: Duration,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut read = std::pin::pin!(read);
+    if let std::task::Poll::Ready(output) = std::future::poll_fn(|context| std::task::Poll::Ready(read.as_mut().poll(context))).await {
+        return Ok(output);
+    }
+    tokio::time::timeout(timeout, read).await
 }
 
 /// Returns the body format for the request's Content-Type: JSON when absent or
