@@ -281,8 +281,9 @@ pub enum JsonSyntax {
     /// A malformed `true`, `false` or `null`.
     #[error("invalid literal, expected true, false or null")]
     InvalidLiteral,
-    /// A number outside JSON's grammar, or outside the range simd-json 0.15 parses: integers
-    /// from `i64::MIN` to `u64::MAX` and finite `f64` values.
+    /// A number outside JSON's grammar, or one simd-json 0.19 cannot represent even as a
+    /// float (such as `1e400`). Larger integers reach the field checks as floats, because the
+    /// `big-int-as-float` and `128bit` features are on.
     #[error("invalid or out-of-range number, integers must fit in 64 bits and floats in f64")]
     InvalidNumber,
     /// An unterminated string, or a control character below U+0020 that is not escaped.
@@ -300,7 +301,7 @@ pub enum JsonSyntax {
     /// Bytes that are not UTF-8.
     #[error("invalid UTF-8")]
     InvalidUtf8,
-    /// Text longer than simd-json 0.15 accepts.
+    /// Text longer than simd-json accepts.
     #[error("input is larger than 4 GiB")]
     TooLarge,
     /// Any other rejection by simd-json.
@@ -310,7 +311,7 @@ pub enum JsonSyntax {
 
 /// Maps a simd-json error on `text` to what went wrong and, where known, the byte offset.
 ///
-/// simd-json 0.15 reports no offset for errors found in its first, whole-input pass (UTF-8,
+/// simd-json (0.15 and 0.19) reports no offset for errors found in its first, whole-input pass (UTF-8,
 /// unterminated strings), and on AVX2 it reports string escape errors relative to the start of
 /// the string. Those offsets are either recomputed here or left out.
 pub(crate) fn classify(error: &simd_json::Error, text: &[u8]) -> (JsonSyntax, Option<usize>) {
@@ -346,7 +347,7 @@ pub(crate) fn classify(error: &simd_json::Error, text: &[u8]) -> (JsonSyntax, Op
     }
 }
 
-/// simd-json 0.15 reports text after a complete object or array as an error at that value's
+/// simd-json (0.15 and 0.19) reports text after a complete object or array as an error at that value's
 /// closing bracket, the same way it reports a misplaced bracket such as `[1,]`. Scanning the
 /// prefix distinguishes the two.
 fn classify_unexpected_byte(text: &[u8], position: Option<usize>) -> (JsonSyntax, Option<usize>) {

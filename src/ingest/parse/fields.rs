@@ -196,7 +196,7 @@ impl<'t> Fields<'t> {
     }
 }
 
-/// Reads `sourceId` from its raw number text, because simd-json 0.15 turns `-0` into the
+/// Reads `sourceId` from its raw number text, because simd-json 0.19 turns `-0` into the
 /// integer 0 and `1.0` or `1e3` into floats, which would hide values the format rejects.
 fn parse_source_id(value: &Node<'_>, raw: &[u8]) -> Result<u64, ItemError> {
     let kind = JsonKind::of(value);

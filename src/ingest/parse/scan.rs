@@ -64,7 +64,7 @@ impl<'a> Scanner<'a> {
     /// must be the address of the buffer simd-json parsed in place, a copy of `bytes` at the
     /// same offsets.
     ///
-    /// simd-json 0.15 returns every string as a slice of its input buffer at the string's
+    /// simd-json 0.19 returns every string as a slice of its input buffer at the string's
     /// own offset, unescaped in place, so a string's address minus the buffer's address is
     /// where the string starts in `bytes`. A string found elsewhere fails the checks in
     /// [`Scanner::unescaped_string_at`] and is scanned instead.
@@ -323,10 +323,10 @@ impl<'a> Scanner<'a> {
 /// (`\udc00` to `\udfff`) on its own, or a high surrogate (`\ud800` to `\udbff`) not directly
 /// followed by a low one.
 ///
-/// simd-json 0.15 rejects a lone low surrogate but turns a lone high surrogate into U+0000 and
-/// accepts a high surrogate followed by any `\u` escape at or above `\udc00` (so `\ud800\uffff`
-/// becomes U+123FF), which is why this check exists. `bytes` must be JSON text that simd-json
-/// accepted, because this check assumes every backslash starts an escape inside a string.
+/// simd-json 0.15 turned a lone high surrogate into U+0000 and accepted `\ud800\uffff` as
+/// U+123FF. 0.19 rejects both itself; this check keeps the rule from depending on the
+/// simd-json version. `bytes` must be JSON text that simd-json accepted, because this check
+/// assumes every backslash starts an escape inside a string.
 pub(crate) fn find_unpaired_surrogate(bytes: &[u8]) -> Option<UnpairedSurrogate> {
     let mut pos = 0;
     while let Some(found) = bytes.get(pos..).and_then(|rest| memchr(b'\\', rest)) {
