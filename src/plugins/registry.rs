@@ -81,6 +81,14 @@ fn resolve<T>(
                 names.join(", ")
             )));
         };
+        if resolved.contains_key(registered) {
+            tracing::info!(
+                section,
+                plugin = *registered,
+                table = %name,
+                "two tables name the same plugin; keys of the later one (environment overrides come last) replace the earlier"
+            );
+        }
         let merged = resolved.entry(registered).or_default();
         for (key, value) in params {
             merged.insert(key.clone(), value.clone());

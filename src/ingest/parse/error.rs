@@ -111,7 +111,7 @@ pub enum ItemError {
     },
 
     /// `sourceId`, `type` or `timestamp` is absent.
-    #[error("missing required field {field}")]
+    #[error("{field}: missing required field")]
     MissingField {
         /// The field's JSON name.
         field: &'static str,
@@ -270,7 +270,7 @@ pub enum JsonSyntax {
     #[error("unexpected end of input, the JSON value is incomplete")]
     UnexpectedEnd,
     /// More text follows a complete value.
-    #[error("unexpected data after the first JSON value, expected exactly one value")]
+    #[error("unexpected data after the first JSON value, expected exactly one value; send several events as a JSON array, or as one event per line with Content-Type application/x-ndjson")]
     TrailingData,
     /// A byte that cannot occur at this place.
     #[error("unexpected {}", describe_byte(*.0))]
@@ -498,7 +498,7 @@ mod tests {
             ),
             (
                 ItemError::MissingField { field: "timestamp" },
-                "missing required field timestamp",
+                "timestamp: missing required field",
             ),
             (
                 ItemError::duplicate_key("sourceId"),

@@ -564,17 +564,17 @@ mod tests {
         let cases = [
             (
                 format!(r#"{{"type":"a","timestamp":"{TIME}"}}"#),
-                "missing required field sourceId",
+                "sourceId: missing required field",
             ),
             (
                 format!(r#"{{"sourceId":1,"timestamp":"{TIME}"}}"#),
-                "missing required field type",
+                "type: missing required field",
             ),
             (
                 r#"{"sourceId":1,"type":"a"}"#.to_owned(),
-                "missing required field timestamp",
+                "timestamp: missing required field",
             ),
-            ("{}".to_owned(), "missing required field sourceId"),
+            ("{}".to_owned(), "sourceId: missing required field"),
         ];
         for (text, expected) in cases {
             assert_eq!(error_text(&text), expected, "{text}");

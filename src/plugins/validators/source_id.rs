@@ -2,31 +2,13 @@
 
 use std::collections::HashSet;
 
-use serde::Deserialize;
-
 use crate::ingest::event::Event;
 use crate::plugins::{PluginContext, PluginParams, Validator, ValidatorRegistration};
-
-use super::parse_params;
 
 /// Rejects events from sources that are not listed in `allowed`.
 #[derive(Debug)]
 pub struct SourceIdValidator {
     allowed: HashSet<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    allowed: Vec<SourceIdParam>,
-}
-
-/// A list entry: an integer in the file, or a numeric string from an environment override.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum SourceIdParam {
-    Number(u64),
-    Text(String),
 }
 
 impl SourceIdValidator {
@@ -38,23 +20,39 @@ impl SourceIdValidator {
     }
 
     fn build(params: &PluginParams, _: &PluginContext) -> Result<Box<dyn Validator>, String> {
-        let params: Params = parse_params(params)
-            .map_err(|err| format!("{err}; expected allowed = [source ids as integers from 0 to {}]", u64::MAX))?;
-        let mut allowed = HashSet::with_capacity(params.allowed.len());
-        for entry in params.allowed {
-            let id = match entry {
-                SourceIdParam::Number(id) => id,
-                SourceIdParam::Text(text) => text.trim().parse().map_err(|_| {
-                    format!("allowed: `{text}` is not a source id; use integers from 0 to {}", u64::MAX)
-                })?,
-            };
-            allowed.insert(id);
+        if let Some(key) = params.keys().find(|key| *key != "allowed") {
+            return Err(format!("unknown parameter `{key}`; SourceIdValidator takes only allowed"));
         }
+        let allowed = parse_allowed(params.get("allowed"))?;
         if allowed.is_empty() {
             tracing::warn!(plugin = "SourceIdValidator", "allowed is empty, so every event will be rejected");
         }
         Ok(Box::new(SourceIdValidator { allowed }))
     }
+}
+
+/// Reads `allowed`: a list of integers from the file, or strings from an environment
+/// override, where a single value arrives as a scalar rather than a one-element list.
+/// TOML integers stop at `i64::MAX`, so larger ids must be written as strings in the file.
+fn parse_allowed(value: Option<&serde_json::Value>) -> Result<HashSet<u64>, String> {
+    let expected = format!("expected allowed = [source ids as integers from 0 to {}]", u64::MAX);
+    let entries: Vec<&serde_json::Value> = match value {
+        None => return Err(format!("missing allowed; {expected}")),
+        Some(serde_json::Value::Array(list)) => list.iter().collect(),
+        Some(single) => vec![single],
+    };
+
+    let mut allowed = HashSet::with_capacity(entries.len());
+    for entry in entries {
+        let id = match entry {
+            serde_json::Value::Number(number) => number.as_u64(),
+            serde_json::Value::String(text) => text.trim().parse().ok(),
+            _ => None,
+        };
+        let id = id.ok_or_else(|| format!("allowed: `{entry}` is not a source id; {expected}"))?;
+        allowed.insert(id);
+    }
+    Ok(allowed)
 }
 
 impl Validator for SourceIdValidator {
@@ -69,4 +67,27 @@ impl Validator for SourceIdValidator {
 
 inventory::submit! {
     ValidatorRegistration { name: "SourceIdValidator", build: SourceIdValidator::build }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_allowed;
+    use serde_json::json;
+
+    #[test]
+    fn allowed_accepts_lists_scalars_and_strings() {
+        assert_eq!(parse_allowed(Some(&json!([1, 2]))).map(|s| s.len()), Ok(2));
+        assert_eq!(parse_allowed(Some(&json!("42"))).map(|s| s.contains(&42)), Ok(true));
+        assert_eq!(parse_allowed(Some(&json!(["18446744073709551615"]))).map(|s| s.contains(&u64::MAX)), Ok(true));
+    }
+
+    #[test]
+    fn allowed_rejects_non_ids_by_value() {
+        for bad in [json!([-1]), json!([1.5]), json!(["x"]), json!([true])] {
+            let error = parse_allowed(Some(&bad)).expect_err("not a source id");
+            assert!(error.starts_with("allowed: `"), "{error}");
+            assert!(error.contains("is not a source id"), "{error}");
+        }
+        assert!(parse_allowed(None).is_err());
+    }
 }
