@@ -142,6 +142,14 @@ impl StatsStore {
     pub fn type_count(&self) -> usize {
         self.types.len()
     }
+
+    /// Returns how many sources the map can store before one of its shards grows.
+    ///
+    /// Memory reports use it: the map's tables cost slots, not sources, and each shard's
+    /// slot count doubles when that shard fills to 7/8.
+    pub fn source_capacity(&self) -> usize {
+        self.sources.capacity()
+    }
 }
 
 #[cfg(test)]
