@@ -96,21 +96,24 @@ impl StatsStore {
                     .or_insert_with(|| SourceStats::new(event.timestamp, type_id));
             }
 
-            let mut new_sources = 0;
+            // The totals move inside the map shard's lock, together with the source they
+            // count. A reader of `/stats/{id}` takes that lock, so it never sees a source's
+            // events missing from `totals()`; a reader of `totals()` that then asks for the
+            // source waits for the lock, so it never sees them missing from the source.
             for (source_id, delta) in groups.drain() {
                 self.sources
                     .entry(source_id)
-                    .and_modify(|stats| stats.merge(&delta))
+                    .and_modify(|stats| {
+                        stats.merge(&delta);
+                        self.events_count.fetch_add(delta.total_events(), Ordering::Relaxed);
+                    })
                     .or_insert_with(|| {
-                        new_sources += 1;
+                        self.sources_count.fetch_add(1, Ordering::Relaxed);
+                        self.events_count.fetch_add(delta.total_events(), Ordering::Relaxed);
                         delta
                     });
             }
-            if new_sources > 0 {
-                self.sources_count.fetch_add(new_sources, Ordering::Relaxed);
-            }
         });
-        self.events_count.fetch_add(batch.len() as u64, Ordering::Relaxed);
     }
 
     /// Returns the totals in O(1).
