@@ -146,6 +146,17 @@ inventory::submit! {
     ProcessorRegistration { name: "TestBatchGateProcessor", build: build_gate }
 }
 
+/// Opens [`GATE`] when dropped, so a failing test still lets the server drain and stop.
+struct OpenGateOnDrop;
+
+impl Drop for OpenGateOnDrop {
+    fn drop(&mut self) {
+        let (open, changed) = &GATE;
+        *open.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        changed.notify_all();
+    }
+}
+
 #[test]
 fn backpressure_inside_batch_is_exact() {
     let server = TestServer::with_config(|config| {
@@ -158,6 +169,8 @@ fn backpressure_inside_batch_is_exact() {
             .plugins
             .insert("TestBatchGateProcessor".into(), PluginParams::new());
     });
+    // Declared after the server, so on a panic it drops (and opens) first.
+    let gate = OpenGateOnDrop;
 
     let mut accepted_total = 0u64;
     let mut saw_partial = false;
@@ -195,11 +208,7 @@ fn backpressure_inside_batch_is_exact() {
     assert!(saw_partial, "a batch was partly queued before the queue filled");
     assert!(saw_503, "the full queue answered 503");
 
-    {
-        let (open, changed) = &GATE;
-        *open.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        changed.notify_all();
-    }
+    drop(gate);
     server.wait_for_events(accepted_total);
     let summary = server.stop();
     assert_eq!(summary.accepted, accepted_total);
