@@ -60,7 +60,7 @@ pub struct HttpConfig {
     /// Time between `/readyz` turning 503 and the listener closing on shutdown, in
     /// milliseconds, so load balancers stop sending first. Default 0.
     pub drain_delay_ms: u64,
-    /// Longest wait for in-flight requests on shutdown, in milliseconds. Default 30,000.
+    /// Maximum wait for in-flight requests on shutdown, in milliseconds. Default 30,000.
     pub shutdown_timeout_ms: u64,
 }
 
@@ -122,11 +122,12 @@ impl Default for IngestConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProcessorConfig {
-    /// Events each shard queue holds before `/ingest` answers 503. Default 10,000.
+    /// Capacity of each shard queue, in events. When every shard is full, `/ingest`
+    /// returns 503. Default 10,000.
     pub channel_capacity: usize,
-    /// Most events a worker hands to the processors at once. Default 100.
+    /// Maximum events a worker passes to the processors in one call. Default 100.
     pub batch_size: usize,
-    /// Longest wait to fill a batch, in milliseconds. Default 100.
+    /// Maximum wait to fill a batch, in milliseconds. Default 100.
     pub batch_timeout: u64,
     /// Retries of a failed processor before the batch is dead-lettered. Default 3.
     pub retry_attempts: u32,

@@ -30,9 +30,9 @@ const FILL_POLL: Duration = Duration::from_millis(1);
 /// Batching settings shared by all workers.
 #[derive(Clone, Debug)]
 pub struct BatchSettings {
-    /// Most events per processor call.
+    /// Maximum events per processor call.
     pub batch_size: usize,
-    /// Longest wait after the first event of a batch.
+    /// Maximum wait after the first event of a batch.
     pub batch_timeout: Duration,
     /// Pin worker `i` to core `i` modulo the core count.
     pub pin_workers: bool,
