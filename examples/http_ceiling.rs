@@ -17,7 +17,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
-/// Same body as Telemetron's answer to one accepted event, so responses are equal in size.
+/// Same body as Telemetron's response to one accepted event, so responses are equal in size.
 const ACCEPTED: &str = r#"{"accepted":1,"rejected":0,"errors":[]}"#;
 /// Same default as Telemetron's `http.max_body_bytes`.
 const MAX_BODY_BYTES: usize = 1024 * 1024;

@@ -117,7 +117,7 @@ def ceiling():
 def oha(url, duration, connections, body_file, content_type, extra=()):
     argv = [
         "oha", "--no-tui", "--output-format", "json", "-z", duration, "-c", str(connections),
-        # Without this oha drops the answers still in flight at the deadline, and the 202
+        # Without this oha drops the responses still in flight at the deadline, and the 202
         # count falls short of what the server accepted by up to one per connection.
         "--wait-ongoing-requests-after-deadline",
         "-m", "POST", "-H", f"Content-Type: {content_type}", "-D", body_file, *extra, url,

@@ -73,7 +73,7 @@ impl AppState {
 /// drain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RunSummary {
-    /// Events answered 202.
+    /// Events accepted with a 202 response.
     pub accepted: u64,
     /// Events every processor handled.
     pub processed: u64,
@@ -208,7 +208,7 @@ pub async fn run(
     let stop = async move {
         shutdown.await;
         stop_state.draining.store(true, Ordering::SeqCst);
-        tracing::info!(drain_delay_ms = drain_delay.as_millis() as u64, "draining: /readyz now answers 503");
+        tracing::info!(drain_delay_ms = drain_delay.as_millis() as u64, "draining: /readyz now returns 503");
         tokio::time::sleep(drain_delay).await;
     };
     let finished_in_time = http::serve(listener, state.clone(), stop).await;

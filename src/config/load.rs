@@ -13,7 +13,7 @@ pub const ENV_PREFIX: &str = "TELEMETRON";
 /// Name of the file read from the working directory when no path is given.
 const DEFAULT_FILE: &str = "config.toml";
 
-/// Where the configuration came from, for the start-up log.
+/// Origin of the configuration, for the start-up log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConfigSource {
     /// A file, plus any environment overrides.
@@ -27,7 +27,7 @@ pub enum ConfigSource {
 pub struct LoadedConfig {
     /// The effective settings.
     pub config: Config,
-    /// Where they came from.
+    /// Their origin.
     pub source: ConfigSource,
     /// Names of the `TELEMETRON_` variables that were applied.
     pub env_overrides: Vec<String>,
@@ -47,7 +47,7 @@ pub enum ConfigError {
     Invalid {
         /// Dotted key, such as `processor.batch_size`.
         key: &'static str,
-        /// What is wrong and what is allowed.
+        /// Description of the problem and of the allowed values.
         message: String,
     },
     /// A plugin name or its parameters are not valid.

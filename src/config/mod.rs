@@ -55,7 +55,7 @@ pub struct HttpConfig {
     /// Largest number of open client connections; further connections wait in the
     /// listen backlog. Default 10,000.
     pub max_connections: usize,
-    /// Value of `Retry-After`, in seconds, on 503 answers. Default 1.
+    /// Value of `Retry-After`, in seconds, on 503 responses. Default 1.
     pub retry_after_secs: u32,
     /// Time between `/readyz` turning 503 and the listener closing on shutdown, in
     /// milliseconds, so load balancers stop sending first. Default 0.

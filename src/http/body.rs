@@ -20,7 +20,7 @@ use crate::ingest::parse::BodyFormat;
 /// Content types `/ingest` accepts, for the 415 message.
 pub const ACCEPTED_CONTENT_TYPES: &str = "application/json, application/x-ndjson";
 
-/// Why a body was not read.
+/// Reason a body was not read.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyReadError {
     /// The body exceeded `limit` bytes.
@@ -170,8 +170,8 @@ pub fn content_codings(headers: &HeaderMap) -> Result<Vec<ContentCoding>, String
     Ok(codings)
 }
 
-/// Returns the declared Content-Length when it is over `limit`, so the request can be
-/// answered 413 before its body is read (and before `100 Continue` is sent).
+/// Returns the declared Content-Length when it is over `limit`, so the request can get
+/// 413 before its body is read (and before `100 Continue` is sent).
 pub fn declared_length_over(headers: &HeaderMap, limit: usize) -> Option<u64> {
     let length: u64 = headers.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()?;
     (length > limit as u64).then_some(length)

@@ -9,12 +9,12 @@ use crate::AppState;
 /// balancers steer traffic away before clients see 503s from `/ingest`.
 const READY_HIGH_WATER: f64 = 0.9;
 
-/// Answers `GET /healthz`: 200 for as long as the process serves HTTP.
+/// Handles `GET /healthz`: 200 for as long as the process serves HTTP.
 pub fn healthz() -> Response<Body> {
     response::json_bytes(StatusCode::OK, r#"{"status":"ok"}"#)
 }
 
-/// Answers `GET /readyz`: 200 while accepting, 503 while draining or while the queues are
+/// Handles `GET /readyz`: 200 while accepting, 503 while draining or while the queues are
 /// above their high-water mark.
 pub fn readyz(state: &AppState) -> Response<Body> {
     let retry_after = state.config.http.retry_after_secs;

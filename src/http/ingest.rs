@@ -1,8 +1,8 @@
 //! `POST /ingest`: reads and parses the body, validates each event, queues the valid ones
-//! and answers with what was accepted.
+//! and returns what was accepted.
 //!
-//! A single event is answered 202, 400 or 503. A batch (a JSON array or NDJSON) is answered
-//! with `{"accepted": n, "rejected": m, "errors": [{"index": i, "error": "..."}]}`: 202 when
+//! A single event gets 202, 400 or 503. A batch (a JSON array or NDJSON) gets
+//! `{"accepted": n, "rejected": m, "errors": [{"index": i, "error": "..."}]}`: 202 when
 //! at least one event was queued, 503 with `Retry-After` when valid events could not be
 //! queued and none was, otherwise 400. At most [`MAX_LISTED_ERRORS`] errors are listed, and
 //! `errors_omitted` counts the rest. "Accepted" always means queued, and every queued event
@@ -20,7 +20,7 @@ use crate::metrics::RejectReason;
 use crate::queue::PushError;
 use crate::AppState;
 
-/// Most per-item errors listed in a batch answer.
+/// Maximum number of per-item errors listed in a batch response.
 pub const MAX_LISTED_ERRORS: usize = 100;
 
 const SINGLE_ACCEPTED: &str = r#"{"accepted":1,"rejected":0,"errors":[]}"#;
@@ -28,7 +28,7 @@ const SINGLE_ACCEPTED: &str = r#"{"accepted":1,"rejected":0,"errors":[]}"#;
 /// Handles one `POST /ingest` request.
 pub async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
     // Draining alone does not reject: until the listener closes and the queues are sealed,
-    // requests that still arrive are served, and after that `try_push` answers 503.
+    // requests that still arrive are served, and after that `try_push` fails and the request gets 503.
     let (format, bytes) = match body::receive(state, request).await {
         Ok(received) => received,
         Err(rejection) => return rejection,
@@ -109,7 +109,7 @@ fn validate(state: &AppState, event: &Event) -> Result<(), String> {
     Ok(())
 }
 
-/// Per-item errors of a batch answer, capped at [`MAX_LISTED_ERRORS`].
+/// Per-item errors of a batch response, capped at [`MAX_LISTED_ERRORS`].
 struct ItemErrors {
     listed: Vec<serde_json::Value>,
     total: usize,

@@ -1,6 +1,6 @@
 //! The HTTP server: a `hyper` HTTP/1.1 connection per accepted socket, with keep-alive,
 //! pipelining, a header read timeout and a cap on open connections, plus graceful
-//! shutdown. One file per route; [`response`] holds the status table.
+//! shutdown. One file per route, and [`response`] contains the status table.
 
 mod body;
 mod health;
@@ -39,9 +39,9 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 pub async fn serve(listener: TcpListener, state: Arc<AppState>, stop: impl Future<Output = ()>) -> bool {
     let http = &state.config.http;
     // `pipeline_flush` stays off: with it, hyper 1.13 skips writing a `Connection: close`
-    // response while unread request bytes sit in its buffer, so early 413/415 answers were
+    // response while unread request bytes sit in its buffer, so early 413/415 responses were
     // lost. NOTE: requests hyper itself cannot parse get hyper's empty-bodied 400, not the
-    // JSON error body every other answer has.
+    // JSON error body every other response has.
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())

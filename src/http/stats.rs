@@ -6,7 +6,7 @@ use hyper::{Response, StatusCode};
 use super::response::{self, Body};
 use crate::AppState;
 
-/// Answers `GET /stats` with the O(1) totals.
+/// Handles `GET /stats` with the O(1) totals.
 pub fn totals(state: &AppState) -> Response<Body> {
     let totals = state.stats.totals();
     response::json_bytes(
@@ -20,7 +20,7 @@ pub fn totals(state: &AppState) -> Response<Body> {
 
 // TODO: under full ingest load on 2 cores, `/stats/{id}` p99 is about 2.5 ms (target 1 ms):
 // the handler takes microseconds, the wait is for a runtime thread busy with ingest requests.
-/// Answers `GET /stats/{source_id}`: 400 when the id is not a `u64`, 404 when unknown.
+/// Handles `GET /stats/{source_id}`: 400 when the id is not a `u64`, 404 when unknown.
 pub fn source(state: &AppState, raw_id: &str) -> Response<Body> {
     let Some(source_id) = parse_source_id(raw_id) else {
         return response::error(

@@ -45,7 +45,7 @@ impl ContentCoding {
         }
     }
 
-    /// The coding's name as used in Content-Encoding.
+    /// Returns the coding's name as used in Content-Encoding.
     pub fn name(self) -> &'static str {
         match self {
             ContentCoding::Gzip => "gzip",
@@ -55,7 +55,7 @@ impl ContentCoding {
     }
 }
 
-/// Why a body could not be decoded.
+/// Reason a body could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     /// The decoded body passed the limit; decoding stopped there.
@@ -107,7 +107,7 @@ fn decode_one(input: &[u8], coding: ContentCoding, limit: usize) -> Result<Bytes
     }
 }
 
-/// A zlib stream starts with a CMF byte naming deflate (low nibble 8) and a check that
+/// Checks for a zlib header. A zlib stream starts with a CMF byte naming deflate (low nibble 8) and a check that
 /// makes the first two bytes a multiple of 31 (RFC 1950, section 2.2).
 fn is_zlib_header(input: &[u8]) -> bool {
     match input {
@@ -118,7 +118,7 @@ fn is_zlib_header(input: &[u8]) -> bool {
 
 fn read_capped(reader: impl Read, coding: ContentCoding, limit: usize) -> Result<Bytes, DecodeError> {
     let mut output = Vec::new();
-    // One byte past the limit tells "exactly at the limit" from "over it".
+    // Reading one byte past the limit distinguishes "exactly at the limit" from "over it".
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     reader
         .take(cap)

@@ -45,7 +45,7 @@ impl Endpoint {
         Endpoint::Unknown,
     ];
 
-    /// The label value.
+    /// Returns the label value.
     pub fn label(self) -> &'static str {
         match self {
             Endpoint::Ingest => "ingest",
@@ -59,7 +59,7 @@ impl Endpoint {
     }
 }
 
-/// Why events were not queued, as the `reason` label.
+/// Reason events were not queued, as the `reason` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RejectReason {
     /// The body was not valid JSON or not of an accepted shape.
@@ -89,7 +89,7 @@ impl RejectReason {
         RejectReason::Draining,
     ];
 
-    /// The label value.
+    /// Returns the label value.
     pub fn label(self) -> &'static str {
         match self {
             RejectReason::InvalidBody => "invalid_body",
@@ -221,7 +221,7 @@ impl Metrics {
         }
     }
 
-    /// Records one answered HTTP request.
+    /// Records one completed HTTP request.
     pub fn record_request(&self, endpoint: Endpoint, status: u16, seconds: f64) {
         let endpoint_index = endpoint as usize;
         self.http_requests[endpoint_index].increment(1);

@@ -29,7 +29,7 @@ pub trait Validator: Send + Sync + 'static {
     /// Checks one event.
     ///
     /// # Errors
-    /// Returns the reason the event is rejected; the client receives it in a 400 answer, so
+    /// Returns the reason the event is rejected; the client receives it in a 400 response, so
     /// it should name the field and what is allowed.
     fn validate(&self, event: &Event) -> Result<(), String>;
 }

@@ -2,7 +2,7 @@
 //!
 //! Each batch worker owns one shard. A handler reserves room for its events on a shard with
 //! an atomic counter and then sends them as one chunk, so a push never waits: when no shard
-//! has room the caller gets [`PushError::Full`] at once and answers 503. Events are spread
+//! has room the caller gets [`PushError::Full`] at once and returns 503. Events are spread
 //! over shards by the pushing thread, not by source, so one busy source still uses every
 //! worker.
 //!
@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::ingest::event::Event;
 
-/// Why a push did not queue every event.
+/// Reason a push did not queue every event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PushError {
     /// Every shard is at capacity.
@@ -62,7 +62,8 @@ impl ShardQueues {
     /// # Panics
     /// Panics if `shards` or `capacity` is 0; the configuration check rules both out.
     pub fn new(shards: usize, capacity: usize) -> (ShardQueues, Vec<ShardReceiver>) {
-        assert!(shards > 0 && capacity > 0, "shard count and capacity are validated as non-zero");
+        assert!(shards > 0, "the shard count is validated as non-zero");
+        assert!(capacity > 0, "the shard capacity is validated as non-zero");
         let mut senders = Vec::with_capacity(shards);
         let mut receivers = Vec::with_capacity(shards);
         for shard in 0..shards {
@@ -211,12 +212,12 @@ impl ShardQueues {
         })
     }
 
-    /// Reserves up to `wanted` slots on a shard; returns how many were granted.
-    fn reserve(&self, index: usize, wanted: usize) -> usize {
+    /// Reserves up to `requested` slots on a shard and returns how many were granted.
+    fn reserve(&self, index: usize, requested: usize) -> usize {
         let depth = &self.shards[index].depth;
         let mut current = depth.load(Ordering::Relaxed);
         loop {
-            let granted = wanted.min(self.capacity.saturating_sub(current));
+            let granted = requested.min(self.capacity.saturating_sub(current));
             if granted == 0 {
                 return 0;
             }
@@ -230,8 +231,12 @@ impl ShardQueues {
     fn send(&self, index: usize, events: Vec<Event>, count: usize) {
         // The reservation guarantees room (see `new`), and the receivers live until every
         // worker has drained after `close`, so this send cannot fail.
-        let sent = self.shards[index].sender.try_send(events);
-        debug_assert!(sent.is_ok(), "a reserved chunk always fits in its shard");
+        if let Err(error) = self.shards[index].sender.try_send(events) {
+            // Unreachable while the reservation arithmetic holds; if it ever breaks, the loss
+            // is logged rather than silent.
+            debug_assert!(false, "a reserved chunk always fits in its shard");
+            tracing::error!(shard = index, events = count, error = %error, "queueing reserved events failed, so they are lost");
+        }
         self.accepted.fetch_add(count as u64, Ordering::Relaxed);
     }
 }

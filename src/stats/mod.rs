@@ -2,7 +2,7 @@
 //!
 //! Sources live in a `DashMap`, so a reader locks one map shard briefly and always copies a
 //! source whole, never half-updated. The totals behind `GET /stats` are two atomics, so that
-//! answer costs the same however many sources exist. Event types are interned to small ids
+//! response costs the same however many sources exist. Event types are interned to small ids
 //! ([`types::TypeInterner`]) so each source stores counts, not strings.
 
 mod source;

@@ -109,10 +109,10 @@ fn flood_answers_202_or_503_and_loses_nothing() {
         let mut peak_rss = 0;
         let mut checks = 0u32;
         while !health_stop.load(Ordering::Relaxed) {
-            let asked = Instant::now();
+            let requested = Instant::now();
             let response = get(addr, "/healthz");
             assert_eq!(response.status, 200, "/healthz during the flood");
-            assert!(asked.elapsed() < Duration::from_secs(2), "/healthz took {:?}", asked.elapsed());
+            assert!(requested.elapsed() < Duration::from_secs(2), "/healthz took {:?}", requested.elapsed());
             peak_rss = peak_rss.max(resident_bytes());
             checks += 1;
             std::thread::sleep(Duration::from_millis(50));

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// Longest wait for any single read in a test.
+/// Maximum wait for any single read in a test.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One parsed HTTP response.
@@ -143,7 +143,7 @@ pub fn closed_by_server(reader: &mut BufReader<TcpStream>) -> bool {
     matches!(reader.read(&mut byte), Ok(0))
 }
 
-/// A valid single event for `source_id`.
+/// Returns a valid single event for `source_id`.
 pub fn event(source_id: u64, event_type: &str, timestamp: &str) -> String {
     serde_json::json!({ "sourceId": source_id, "type": event_type, "timestamp": timestamp }).to_string()
 }

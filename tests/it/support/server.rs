@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use super::client::get;
 
-/// Longest wait for statistics to reflect accepted events.
+/// Maximum wait for statistics to reflect accepted events.
 const STATS_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A running service and the temporary directory holding its dead-letter file.
@@ -80,7 +80,7 @@ impl TestServer {
         self.dir.path().join("dead-letter.ndjson")
     }
 
-    /// Polls the dead-letter file until it holds `expected` lines and returns them parsed;
+    /// Polls the dead-letter file until it contains `expected` lines and returns them parsed;
     /// fails the test after [`STATS_DEADLINE`].
     pub fn wait_for_dead_letters(&self, expected: usize) -> Vec<serde_json::Value> {
         let started = Instant::now();
