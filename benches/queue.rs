@@ -1,10 +1,10 @@
-//! Measures the shard queues between the HTTP handlers and the workers: `ShardQueues::try_push`
-//! of single events and of 100-event chunks, and the matching `ShardReceiver::try_recv`, with
-//! 1 and 2 shards.
+//! Measures the shard queues between the HTTP handlers and the workers:
+//! `ShardQueues::try_push_one` of single events, `ShardQueues::try_push` of 100-event chunks,
+//! and the matching `ShardReceiver::try_recv`, with 1 and 2 shards.
 //!
 //! Each iteration pushes 64 chunks and then receives all of them on the same thread, so the
 //! figures are the uncontended cost of the atomics and the channel, without thread hand-off.
-//! The received `Vec`s are pushed again, so no iteration allocates.
+//! The received chunks are pushed again, so no iteration allocates.
 
 #[path = "fixtures/mod.rs"]
 mod fixtures;
@@ -12,8 +12,7 @@ mod fixtures;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use telemetron::ingest::event::Event;
-use telemetron::queue::{ShardQueues, ShardReceiver};
+use telemetron::queue::{Chunk, ShardQueues, ShardReceiver};
 
 use fixtures::{SourceMix, SourceSampler, SOURCE_IDS};
 
@@ -35,7 +34,7 @@ struct RoundTimes {
 struct Rig {
     queues: ShardQueues,
     receivers: Vec<ShardReceiver>,
-    chunks: Vec<Vec<Event>>,
+    chunks: Vec<Chunk>,
 }
 
 impl Rig {
@@ -43,7 +42,13 @@ impl Rig {
         let (queues, receivers) = ShardQueues::new(shards, CAPACITY_PER_SHARD);
         let mut sampler = SourceSampler::new(SourceMix::Uniform, SOURCE_IDS, 3);
         let chunks = (0..ROUND_CHUNKS)
-            .map(|_| fixtures::events(chunk_len, &mut sampler))
+            .map(|_| {
+                let mut events = fixtures::events(chunk_len, &mut sampler);
+                match events.len() {
+                    1 => Chunk::One(events.pop().expect("one event")),
+                    _ => Chunk::Many(events),
+                }
+            })
             .collect();
         Rig {
             queues,
@@ -58,9 +63,11 @@ impl Rig {
         for _ in 0..iters {
             let start = Instant::now();
             for chunk in self.chunks.drain(..) {
-                self.queues
-                    .try_push(chunk)
-                    .expect("a round fits in one shard");
+                let pushed = match chunk {
+                    Chunk::One(event) => self.queues.try_push_one(event).map_err(|(error, _)| error),
+                    Chunk::Many(events) => self.queues.try_push(events).map_err(|(error, _)| error),
+                };
+                pushed.expect("a round fits in one shard");
             }
             let pushed = Instant::now();
             for receiver in &self.receivers {

@@ -24,6 +24,7 @@ pub mod plugins;
 pub mod queue;
 pub mod shutdown;
 pub mod stats;
+pub mod stripes;
 pub mod worker;
 
 use std::future::Future;

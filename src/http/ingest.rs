@@ -70,9 +70,9 @@ fn accept_single(state: &AppState, parsed: ParsedBody) -> Response<Body> {
         return response::error(StatusCode::BAD_REQUEST, reason);
     }
 
-    match state.queues.try_push(vec![event]) {
+    match state.queues.try_push_one(event) {
         Ok(()) => {
-            state.metrics.events_accepted.increment(1);
+            state.metrics.record_accepted(1);
             response::json_bytes(StatusCode::ACCEPTED, SINGLE_ACCEPTED)
         }
         Err((error, _event)) => reject_push(state, error, 1),
@@ -160,7 +160,7 @@ fn accept_batch(state: &AppState, parsed: ParsedBody) -> Response<Body> {
         Ok(queued) => (queued, None),
         Err(error) => (0, Some(error)),
     };
-    state.metrics.events_accepted.increment(accepted as u64);
+    state.metrics.record_accepted(accepted as u64);
 
     if let Some(push_error) = push_error {
         let refused = valid_count - accepted;

@@ -19,7 +19,7 @@ pub async fn route(state: &AppState, request: Request<Incoming>) -> Response<Bod
     let (endpoint, response) = dispatch(state, request).await;
     state
         .metrics
-        .record_request(endpoint, response.status().as_u16(), started.elapsed().as_secs_f64());
+        .record_request(endpoint, response.status().as_u16(), started.elapsed());
     response
 }
 

@@ -1,19 +1,26 @@
 //! Prometheus metrics: one recorder per running service, with every hot-path handle
 //! registered up front so recording is an atomic update, never a lookup by name.
 //!
+//! The per-request series (request counts and durations, accepted and rejected events) are
+//! kept in [`striped`] form and copied into the exporter when `/metrics` is rendered. The
+//! per-batch series of the workers use the exporter's handles directly.
+//!
 //! The recorder is not installed globally, so several services in one process (as in the
 //! tests) keep separate counts. Histogram samples are buffered until drained, so the
 //! service calls [`Metrics::run_upkeep`] periodically to keep memory bounded whether or not
 //! anyone scrapes.
 
 pub mod names;
+pub mod striped;
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use names::*;
+use striped::{StripedCounter, StripedHistogram};
 
 /// The HTTP routes, as the `endpoint` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,15 +137,34 @@ pub struct PluginMetrics {
     pub duration_error: Histogram,
 }
 
+/// A counter updated on the request path: added to in stripes, copied into the exporter's
+/// counter when `/metrics` is rendered.
+struct HotCounter {
+    striped: StripedCounter,
+    exported: Counter,
+}
+
+impl HotCounter {
+    fn new(exported: Counter) -> Self {
+        HotCounter {
+            striped: StripedCounter::default(),
+            exported,
+        }
+    }
+
+    fn publish(&self) {
+        self.exported.absolute(self.striped.sum());
+    }
+}
+
 /// All metric handles of one running service.
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
-    http_requests: Vec<Counter>,
-    http_durations: Vec<Vec<OnceLock<Histogram>>>,
-    /// Events queued.
-    pub events_accepted: Counter,
-    events_rejected: Vec<Counter>,
+    http_requests: Vec<HotCounter>,
+    http_durations: Vec<Vec<OnceLock<StripedHistogram>>>,
+    events_accepted: HotCounter,
+    events_rejected: Vec<HotCounter>,
     /// Events all processors handled.
     pub events_processed: Counter,
     /// Events written to the dead-letter file.
@@ -146,6 +172,8 @@ pub struct Metrics {
     queue_depth: Vec<Gauge>,
     stats_sources: Gauge,
 }
+
+const HTTP_REQUEST_DURATION_HELP: &str = "Time from request head to response, by endpoint and status";
 
 const METADATA: Metadata<'static> = Metadata::new("telemetron", Level::INFO, Some(module_path!()));
 
@@ -164,7 +192,9 @@ impl Metrics {
 
         let http_requests = Endpoint::ALL
             .iter()
-            .map(|endpoint| counter(&recorder, HTTP_REQUESTS_TOTAL, vec![Label::new("endpoint", endpoint.label())]))
+            .map(|endpoint| {
+                HotCounter::new(counter(&recorder, HTTP_REQUESTS_TOTAL, vec![Label::new("endpoint", endpoint.label())]))
+            })
             .collect();
         let http_durations = Endpoint::ALL
             .iter()
@@ -172,7 +202,7 @@ impl Metrics {
             .collect();
         let events_rejected = RejectReason::ALL
             .iter()
-            .map(|reason| counter(&recorder, EVENTS_REJECTED_TOTAL, vec![Label::new("reason", reason.label())]))
+            .map(|reason| HotCounter::new(counter(&recorder, EVENTS_REJECTED_TOTAL, vec![Label::new("reason", reason.label())])))
             .collect();
 
         let mut queue_depth = Vec::with_capacity(shards);
@@ -182,7 +212,7 @@ impl Metrics {
         }
 
         Metrics {
-            events_accepted: counter(&recorder, EVENTS_ACCEPTED_TOTAL, vec![]),
+            events_accepted: HotCounter::new(counter(&recorder, EVENTS_ACCEPTED_TOTAL, vec![])),
             events_processed: counter(&recorder, EVENTS_PROCESSED_TOTAL, vec![]),
             events_dead_lettered: counter(&recorder, EVENTS_DEAD_LETTERED_TOTAL, vec![]),
             stats_sources: recorder.register_gauge(&Key::from_name(STATS_SOURCES), &METADATA),
@@ -222,36 +252,70 @@ impl Metrics {
     }
 
     /// Records one completed HTTP request.
-    pub fn record_request(&self, endpoint: Endpoint, status: u16, seconds: f64) {
+    pub fn record_request(&self, endpoint: Endpoint, status: u16, duration: Duration) {
         let endpoint_index = endpoint as usize;
-        self.http_requests[endpoint_index].increment(1);
+        self.http_requests[endpoint_index].striped.add(1);
+        self.http_durations[endpoint_index][status_index(status)]
+            .get_or_init(|| StripedHistogram::new(&DURATION_BUCKETS_SECONDS))
+            .record(duration);
+    }
 
-        let status_index = status_index(status);
-        let histogram = self.http_durations[endpoint_index][status_index].get_or_init(|| {
-            let labels = vec![
-                Label::new("endpoint", endpoint.label()),
-                Label::new("status", status_label(status_index)),
-            ];
-            self.recorder
-                .register_histogram(&Key::from_parts(HTTP_REQUEST_DURATION_SECONDS, labels), &METADATA)
-        });
-        histogram.record(seconds);
+    /// Counts events that were queued.
+    pub fn record_accepted(&self, count: u64) {
+        if count > 0 {
+            self.events_accepted.striped.add(count);
+        }
     }
 
     /// Counts events that were not queued.
     pub fn record_rejected(&self, reason: RejectReason, count: u64) {
         if count > 0 {
-            self.events_rejected[reason as usize].increment(count);
+            self.events_rejected[reason as usize].striped.add(count);
         }
     }
 
-    /// Renders the Prometheus text format after refreshing the sampled gauges.
+    /// Renders the Prometheus text format after refreshing the sampled gauges and copying
+    /// the request-path series into the exporter.
     pub fn render(&self, queue_depths: impl Iterator<Item = usize>, sources: u64) -> String {
         for (gauge, depth) in self.queue_depth.iter().zip(queue_depths) {
             gauge.set(depth as f64);
         }
         self.stats_sources.set(sources as f64);
-        self.handle.render()
+        for counter in self.http_requests.iter().chain(&self.events_rejected) {
+            counter.publish();
+        }
+        self.events_accepted.publish();
+
+        let mut text = self.handle.render();
+        self.render_request_durations(&mut text);
+        text
+    }
+
+    /// Appends the request duration histogram family, one series per endpoint and status
+    /// seen so far, in the exporter's layout (a blank line ends the family).
+    fn render_request_durations(&self, out: &mut String) {
+        let mut series = Vec::new();
+        for (endpoint, by_status) in Endpoint::ALL.iter().zip(&self.http_durations) {
+            for (status_index, histogram) in by_status.iter().enumerate() {
+                if let Some(histogram) = histogram.get() {
+                    series.push((endpoint.label(), status_label(status_index), histogram.snapshot()));
+                }
+            }
+        }
+        if series.is_empty() {
+            return;
+        }
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "# HELP {HTTP_REQUEST_DURATION_SECONDS} {HTTP_REQUEST_DURATION_HELP}\n# TYPE {HTTP_REQUEST_DURATION_SECONDS} histogram\n"
+        ));
+        for (endpoint, status, snapshot) in &series {
+            let labels = format!("endpoint=\"{endpoint}\",status=\"{status}\"");
+            striped::write_histogram(out, HTTP_REQUEST_DURATION_SECONDS, &labels, &DURATION_BUCKETS_SECONDS, snapshot);
+        }
+        out.push('\n');
     }
 
     /// Drains buffered histogram samples; call periodically so memory stays bounded.
@@ -276,11 +340,6 @@ fn describe(recorder: &PrometheusRecorder) {
     for (name, help) in counters {
         recorder.describe_counter(name.into(), None, help.into());
     }
-    recorder.describe_histogram(
-        HTTP_REQUEST_DURATION_SECONDS.into(),
-        Some(Unit::Seconds),
-        "Time from request head to response, by endpoint and status".into(),
-    );
     recorder.describe_histogram(
         PLUGIN_DURATION_SECONDS.into(),
         Some(Unit::Seconds),

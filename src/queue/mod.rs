@@ -1,10 +1,11 @@
 //! Bounded shard queues between the HTTP handlers and the batch workers.
 //!
 //! Each batch worker owns one shard. A handler reserves room for its events on a shard with
-//! an atomic counter and then sends them as one chunk, so a push never waits: when no shard
-//! has room the caller gets [`PushError::Full`] at once and returns 503. Events are spread
-//! over shards by the pushing thread, not by source, so one busy source still uses every
-//! worker.
+//! an atomic counter and then sends them as one [`Chunk`], so a push never waits: when no
+//! shard has room the caller gets [`PushError::Full`] at once and returns 503. Events are
+//! spread over shards by the pushing thread, not by source, so one busy source still uses
+//! every worker. A thread stays on one shard for [`EVENTS_PER_SHARD_RUN`] events before
+//! moving on, which keeps that shard's counters in its core's cache for a while.
 //!
 //! Closing is exact: after [`ShardQueues::close`] returns, no push is in flight and none
 //! will succeed, so the workers can drain what is queued and know nothing more will come.
@@ -13,8 +14,55 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
+use crossbeam_utils::CachePadded;
 
 use crate::ingest::event::Event;
+use crate::stripes;
+
+/// Events a thread pushes to one shard before it moves to the next. A 1,000-event batch
+/// moves on after every push; single events stay for 64 pushes.
+pub const EVENTS_PER_SHARD_RUN: usize = 64;
+
+/// Events queued by one push: a single event, which needs no `Vec` of its own, or several in
+/// their original order.
+#[derive(Debug)]
+pub enum Chunk {
+    /// One event.
+    One(Event),
+    /// Several events.
+    Many(Vec<Event>),
+}
+
+impl Chunk {
+    /// Returns the number of events.
+    pub fn len(&self) -> usize {
+        match self {
+            Chunk::One(_) => 1,
+            Chunk::Many(events) => events.len(),
+        }
+    }
+
+    /// Returns true if the chunk contains no event.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Returns the events.
+    pub fn events(&self) -> &[Event] {
+        match self {
+            Chunk::One(event) => std::slice::from_ref(event),
+            Chunk::Many(events) => events,
+        }
+    }
+
+    /// Moves the events to the end of `batch`.
+    pub fn move_into(self, batch: &mut Vec<Event>) {
+        match self {
+            Chunk::One(event) => batch.push(event),
+            Chunk::Many(mut events) => batch.append(&mut events),
+        }
+    }
+}
 
 /// Reason a push did not queue every event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -31,29 +79,38 @@ pub enum PushError {
 pub struct ShardReceiver {
     /// Index of the shard, also the worker's index.
     pub shard: usize,
-    receiver: Receiver<Vec<Event>>,
+    receiver: Receiver<Chunk>,
 }
 
 struct Shard {
-    sender: Sender<Vec<Event>>,
+    sender: Sender<Chunk>,
     /// Events reserved or queued and not yet taken by the worker.
     depth: AtomicUsize,
+    /// Events ever queued on this shard. Next to `depth`, which every push writes anyway,
+    /// so counting costs no extra cache line.
+    accepted: AtomicU64,
 }
 
 /// All shard queues plus the counters that make closing exact.
 pub struct ShardQueues {
-    shards: Vec<Shard>,
+    shards: Vec<CachePadded<Shard>>,
     capacity: usize,
     closed: AtomicBool,
     /// Set once `close` has seen the last in-flight push finish.
     sealed: AtomicBool,
-    in_flight_pushes: AtomicUsize,
-    accepted: AtomicU64,
+    /// Pushes in progress, one counter per [`stripes`] stripe; `close` waits for all to be 0.
+    in_flight_pushes: Box<[CachePadded<AtomicUsize>]>,
+}
+
+/// The shard a thread pushes to and how many events it has pushed there in this run.
+#[derive(Clone, Copy)]
+struct ShardRun {
+    cursor: usize,
+    events: usize,
 }
 
 thread_local! {
-    /// The shard this thread tries first; each push moves it on by one.
-    static NEXT_SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    static SHARD_RUN: Cell<Option<ShardRun>> = const { Cell::new(None) };
 }
 
 impl ShardQueues {
@@ -70,10 +127,11 @@ impl ShardQueues {
             // A chunk holds at least one event and every event is reserved first, so
             // `capacity` chunks always fit and `try_send` cannot see a full channel.
             let (sender, receiver) = crossbeam_channel::bounded(capacity);
-            senders.push(Shard {
+            senders.push(CachePadded::new(Shard {
                 sender,
                 depth: AtomicUsize::new(0),
-            });
+                accepted: AtomicU64::new(0),
+            }));
             receivers.push(ShardReceiver { shard, receiver });
         }
         let queues = ShardQueues {
@@ -81,8 +139,7 @@ impl ShardQueues {
             capacity,
             closed: AtomicBool::new(false),
             sealed: AtomicBool::new(false),
-            in_flight_pushes: AtomicUsize::new(0),
-            accepted: AtomicU64::new(0),
+            in_flight_pushes: (0..stripes::COUNT).map(|_| CachePadded::new(AtomicUsize::new(0))).collect(),
         };
         (queues, receivers)
     }
@@ -94,24 +151,42 @@ impl ShardQueues {
     /// after [`ShardQueues::close`]. Nothing is queued in either case, and the events come
     /// back with the error so the caller can retry without copying them.
     pub fn try_push(&self, events: Vec<Event>) -> Result<(), (PushError, Vec<Event>)> {
-        let count = events.len();
-        if count == 0 {
+        if events.is_empty() {
             return Ok(());
         }
+        self.push_whole(Chunk::Many(events)).map_err(|(error, chunk)| match chunk {
+            Chunk::Many(events) => (error, events),
+            Chunk::One(event) => (error, vec![event]),
+        })
+    }
+
+    /// Queues one event without waiting, like [`ShardQueues::try_push`] without the `Vec`.
+    ///
+    /// # Errors
+    /// As [`ShardQueues::try_push`]; the event comes back with the error.
+    pub fn try_push_one(&self, event: Event) -> Result<(), (PushError, Event)> {
+        self.push_whole(Chunk::One(event)).map_err(|(error, chunk)| match chunk {
+            Chunk::One(event) => (error, event),
+            Chunk::Many(mut events) => (error, events.pop().expect("a pushed chunk keeps its one event")),
+        })
+    }
+
+    fn push_whole(&self, chunk: Chunk) -> Result<(), (PushError, Chunk)> {
+        let count = chunk.len();
         let _guard = match self.enter() {
             Ok(guard) => guard,
-            Err(error) => return Err((error, events)),
+            Err(error) => return Err((error, chunk)),
         };
 
-        let first = self.first_shard();
+        let first = self.first_shard(count);
         for offset in 0..self.shards.len() {
             let index = (first + offset) % self.shards.len();
             if self.reserve(index, count) == count {
-                self.send(index, events, count);
+                self.send(index, chunk, count);
                 return Ok(());
             }
         }
-        Err((PushError::Full, events))
+        Err((PushError::Full, chunk))
     }
 
     /// Queues as many of `events` as fit, in order, filling shards one after another.
@@ -124,7 +199,7 @@ impl ShardQueues {
 
         let total = events.len();
         let mut queued = 0;
-        let first = self.first_shard();
+        let first = self.first_shard(total);
         for offset in 0..self.shards.len() {
             if queued == total {
                 break;
@@ -135,7 +210,7 @@ impl ShardQueues {
                 continue;
             }
             let rest = events.split_off(granted);
-            self.send(index, events, granted);
+            self.send(index, Chunk::Many(events), granted);
             events = rest;
             queued += granted;
         }
@@ -148,7 +223,7 @@ impl ShardQueues {
     /// no more will arrive.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        while self.in_flight_pushes.load(Ordering::SeqCst) != 0 {
+        while self.in_flight_pushes.iter().any(|stripe| stripe.load(Ordering::SeqCst) != 0) {
             std::thread::yield_now();
         }
         self.sealed.store(true, Ordering::SeqCst);
@@ -182,7 +257,7 @@ impl ShardQueues {
 
     /// Returns the total number of events ever queued.
     pub fn accepted_total(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
+        self.shards.iter().map(|shard| shard.accepted.load(Ordering::Relaxed)).sum()
     }
 
     /// Marks `count` events as taken off `shard` by its worker.
@@ -192,24 +267,38 @@ impl ShardQueues {
 
     fn enter(&self) -> Result<PushGuard<'_>, PushError> {
         // SeqCst on both sides pairs with `close`: either this push sees `closed`, or
-        // `close` sees this push in flight and waits for it.
-        self.in_flight_pushes.fetch_add(1, Ordering::SeqCst);
-        let guard = PushGuard { queues: self };
+        // `close` finds this push in flight and waits for it. Every stripe takes part in the
+        // same single order of SeqCst operations, so striping keeps that guarantee.
+        let in_flight = &self.in_flight_pushes[stripes::index()];
+        in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = PushGuard { in_flight };
         if self.closed.load(Ordering::SeqCst) {
             return Err(PushError::Closed);
         }
         Ok(guard)
     }
 
-    fn first_shard(&self) -> usize {
-        NEXT_SHARD.with(|next| {
-            let mut current = next.get();
-            if current == usize::MAX {
-                current = thread_seed();
+    /// Returns the shard this thread tries first for `count` events, and counts them
+    /// towards the thread's run on it.
+    fn first_shard(&self, count: usize) -> usize {
+        let shards = self.shards.len();
+        let step = |run: ShardRun| {
+            let events = run.events + count;
+            if events >= EVENTS_PER_SHARD_RUN {
+                ShardRun { cursor: run.cursor.wrapping_add(1), events: 0 }
+            } else {
+                ShardRun { cursor: run.cursor, events }
             }
-            next.set(current.wrapping_add(1));
-            current % self.shards.len()
-        })
+        };
+        SHARD_RUN
+            .try_with(|slot| {
+                // Threads take consecutive stripes, so starting from the stripe puts the
+                // runtime threads on different shards.
+                let run = slot.get().unwrap_or(ShardRun { cursor: stripes::index(), events: 0 });
+                slot.set(Some(step(run)));
+                run.cursor % shards
+            })
+            .unwrap_or(0)
     }
 
     /// Reserves up to `requested` slots on a shard and returns how many were granted.
@@ -228,30 +317,31 @@ impl ShardQueues {
         }
     }
 
-    fn send(&self, index: usize, events: Vec<Event>, count: usize) {
+    fn send(&self, index: usize, chunk: Chunk, count: usize) {
         // The reservation guarantees room (see `new`), and the receivers live until every
         // worker has drained after `close`, so this send cannot fail.
-        if let Err(error) = self.shards[index].sender.try_send(events) {
+        let shard = &self.shards[index];
+        if let Err(error) = shard.sender.try_send(chunk) {
             // Unreachable while the reservation arithmetic holds; if it ever breaks, the loss
             // is logged rather than silent.
             debug_assert!(false, "a reserved chunk always fits in its shard");
             tracing::error!(shard = index, events = count, error = %error, "queueing reserved events failed, so they are lost");
         }
-        self.accepted.fetch_add(count as u64, Ordering::Relaxed);
+        shard.accepted.fetch_add(count as u64, Ordering::Relaxed);
     }
 }
 
 impl ShardReceiver {
     /// Waits up to `timeout` for the next chunk and marks its events as taken.
     /// Returns `None` on timeout or when all senders are gone.
-    pub fn recv_timeout(&self, queues: &ShardQueues, timeout: std::time::Duration) -> Option<Vec<Event>> {
+    pub fn recv_timeout(&self, queues: &ShardQueues, timeout: std::time::Duration) -> Option<Chunk> {
         let chunk = self.receiver.recv_timeout(timeout).ok()?;
         queues.release(self.shard, chunk.len());
         Some(chunk)
     }
 
     /// Returns the next chunk without waiting, or `None` if the shard is empty.
-    pub fn try_recv(&self, queues: &ShardQueues) -> Option<Vec<Event>> {
+    pub fn try_recv(&self, queues: &ShardQueues) -> Option<Chunk> {
         let chunk = self.receiver.try_recv().ok()?;
         queues.release(self.shard, chunk.len());
         Some(chunk)
@@ -259,19 +349,13 @@ impl ShardReceiver {
 }
 
 struct PushGuard<'a> {
-    queues: &'a ShardQueues,
+    in_flight: &'a AtomicUsize,
 }
 
 impl Drop for PushGuard<'_> {
     fn drop(&mut self) {
-        self.queues.in_flight_pushes.fetch_sub(1, Ordering::SeqCst);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-/// Spreads threads over shards so two runtime threads do not start on the same one.
-fn thread_seed() -> usize {
-    use std::hash::BuildHasher;
-    std::collections::hash_map::RandomState::new().hash_one(std::thread::current().id()) as usize
 }
 
 #[cfg(test)]
@@ -308,12 +392,23 @@ mod tests {
         let mut seen: Vec<u64> = Vec::new();
         for receiver in &receivers {
             while let Some(chunk) = receiver.try_recv(&queues) {
-                seen.extend(chunk.iter().map(|e| e.source_id));
+                seen.extend(chunk.events().iter().map(|e| e.source_id));
             }
         }
         seen.sort_unstable();
         assert_eq!(seen, (0..8).collect::<Vec<u64>>());
         assert_eq!(queues.depth(0) + queues.depth(1), 0);
+    }
+
+    #[test]
+    fn single_pushes_move_on_after_a_run() {
+        let (queues, _receivers) = ShardQueues::new(2, 1000);
+        for event in events(2 * EVENTS_PER_SHARD_RUN) {
+            assert!(queues.try_push_one(event).is_ok());
+        }
+        assert_eq!(queues.depth(0), EVENTS_PER_SHARD_RUN);
+        assert_eq!(queues.depth(1), EVENTS_PER_SHARD_RUN);
+        assert_eq!(queues.accepted_total(), 2 * EVENTS_PER_SHARD_RUN as u64);
     }
 
     #[test]

@@ -109,7 +109,7 @@ fn run_worker(receiver: &ShardReceiver, queues: &ShardQueues, runner: &BatchRunn
             }
             continue;
         };
-        batch.extend(first);
+        first.move_into(&mut batch);
 
         fill_batch(receiver, queues, settings, &mut batch);
         run_in_batches(shard, runner, settings, &mut batch);
@@ -130,7 +130,7 @@ fn fill_batch(receiver: &ShardReceiver, queues: &ShardQueues, settings: &BatchSe
     loop {
         while batch.len() < settings.batch_size {
             match receiver.try_recv(queues) {
-                Some(chunk) => batch.extend(chunk),
+                Some(chunk) => chunk.move_into(batch),
                 None => break,
             }
         }
@@ -156,7 +156,7 @@ fn drain_once(
     let mut drained = 0;
     while let Some(chunk) = receiver.try_recv(queues) {
         drained += chunk.len();
-        batch.extend(chunk);
+        chunk.move_into(batch);
         if batch.len() >= settings.batch_size {
             run_in_batches(receiver.shard, runner, settings, batch);
         }
