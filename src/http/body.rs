@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
-use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming, SizeHint};
+use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use hyper::{HeaderMap, Request, Response, StatusCode};
 
 use super::response::{self, Body};
@@ -16,6 +16,9 @@ use crate::AppState;
 
 use crate::ingest::decode::ContentCoding;
 use crate::ingest::parse::BodyFormat;
+
+/// Largest body that [`detach`] copies out of the connection's read buffer.
+const DETACH_MAX_BYTES: usize = 64 * 1024;
 
 /// Content types `/ingest` accepts, for the 415 message.
 pub const ACCEPTED_CONTENT_TYPES: &str = "application/json, application/x-ndjson";
@@ -62,7 +65,7 @@ pub async fn receive(state: &AppState, request: Request<Incoming>) -> Result<(Bo
 
     let http = &state.config.http;
     let limit = http.max_body_bytes;
-    if let Some(length) = declared_length_over(request.headers(), limit) {
+    if let Some(length) = declared_length_over(&request.body().size_hint(), limit) {
         return Err(reject(
             RejectReason::TooLarge,
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -91,7 +94,7 @@ pub async fn receive(state: &AppState, request: Request<Incoming>) -> Result<(Bo
         }
     };
     if codings.is_empty() {
-        return Ok((format, bytes));
+        return Ok((format, detach(bytes)));
     }
 
     // Decoding up to max_decompressed_bytes takes milliseconds of CPU, too long for a
@@ -113,6 +116,21 @@ pub async fn receive(state: &AppState, request: Request<Incoming>) -> Result<(Bo
             state.metrics.record_rejected(RejectReason::InvalidBody, 1);
             Err(response::error(StatusCode::BAD_REQUEST, "body decoding failed; retry the request"))
         }
+    }
+}
+
+/// Returns a small body in an allocation of its own.
+///
+/// hyper hands out a body that arrived in one read as a slice of the connection's read
+/// buffer. Queued events keep slices of the body until a worker has processed them. While one
+/// lives, the whole buffer of several kilobytes stays allocated, so a queue of small events
+/// would pin many times its own size. A large body fills most of the buffer it sits in, so
+/// it is kept as it is.
+fn detach(bytes: Bytes) -> Bytes {
+    if bytes.len() <= DETACH_MAX_BYTES && !bytes.is_unique() {
+        Bytes::copy_from_slice(&bytes)
+    } else {
+        bytes
     }
 }
 
@@ -139,6 +157,10 @@ pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, String> {
     let Some(value) = headers.get(CONTENT_TYPE) else {
         return Ok(BodyFormat::Json);
     };
+    // Most clients send exactly this, so the exact comparison skips the general parse below.
+    if value.as_bytes() == b"application/json" {
+        return Ok(BodyFormat::Json);
+    }
     let Ok(value) = value.to_str() else {
         return Err("(not valid text)".to_owned());
     };
@@ -172,8 +194,11 @@ pub fn content_codings(headers: &HeaderMap) -> Result<Vec<ContentCoding>, String
 
 /// Returns the declared Content-Length when it is over `limit`, so the request can get
 /// 413 before its body is read (and before `100 Continue` is sent).
-pub fn declared_length_over(headers: &HeaderMap, limit: usize) -> Option<u64> {
-    let length: u64 = headers.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()?;
+///
+/// hyper has already parsed and checked Content-Length and reports it as the body's exact
+/// size hint; a chunked body has none.
+pub fn declared_length_over(size_hint: &SizeHint, limit: usize) -> Option<u64> {
+    let length = size_hint.exact()?;
     (length > limit as u64).then_some(length)
 }
 
@@ -185,12 +210,41 @@ pub fn declared_length_over(headers: &HeaderMap, limit: usize) -> Option<u64> {
 ///
 /// # Cancel safety
 /// Not cancel safe: bytes read before cancellation are lost with the request.
-pub async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, BodyReadError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(BodyReadError::TooLarge { limit }),
-        Err(error) => Err(BodyReadError::Read(error.to_string())),
+pub async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, BodyReadError> {
+    // A body that arrives in one frame, as small bodies do, is returned as that frame. Only a
+    // body in several frames is copied into one buffer.
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    let mut total = 0_usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| BodyReadError::Read(error.to_string()))?;
+        // Trailers carry no body bytes.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len();
+        if total > limit {
+            return Err(BodyReadError::TooLarge { limit });
+        }
+        if let Some(buffer) = joined.as_mut() {
+            buffer.extend_from_slice(&data);
+        } else if let Some(earlier) = first.take() {
+            // hyper's hint is the rest of a Content-Length body; it was checked against the
+            // limit above, and a chunked body has a hint of 0.
+            let rest = usize::try_from(body.size_hint().lower()).unwrap_or(limit);
+            let mut buffer = BytesMut::with_capacity(total.saturating_add(rest).min(limit));
+            buffer.extend_from_slice(&earlier);
+            buffer.extend_from_slice(&data);
+            joined = Some(buffer);
+        } else {
+            first = Some(data);
+        }
     }
+    Ok(match (joined, first) {
+        (Some(buffer), _) => buffer.freeze(),
+        (None, Some(only)) => only,
+        (None, None) => Bytes::new(),
+    })
 }
 
 #[cfg(test)]
@@ -224,9 +278,30 @@ mod tests {
     }
 
     #[test]
+    fn detach_copies_small_shared_bodies() {
+        let buffer = Bytes::from(vec![b'x'; 100]);
+        let body = buffer.slice(10..20);
+        let detached = detach(body.clone());
+        assert_eq!(detached, body);
+        assert!(detached.is_unique(), "the copy shares nothing with the read buffer");
+    }
+
+    #[test]
+    fn detach_keeps_unique_and_large_bodies() {
+        let unique = Bytes::from(vec![b'x'; 100]);
+        let pointer = unique.as_ptr();
+        assert_eq!(detach(unique).as_ptr(), pointer);
+
+        let buffer = Bytes::from(vec![b'x'; DETACH_MAX_BYTES + 2]);
+        let large = buffer.slice(1..);
+        let pointer = large.as_ptr();
+        assert_eq!(detach(large).as_ptr(), pointer);
+    }
+
+    #[test]
     fn declared_length_is_compared_with_limit() {
-        assert_eq!(declared_length_over(&headers(CONTENT_LENGTH, "11"), 10), Some(11));
-        assert_eq!(declared_length_over(&headers(CONTENT_LENGTH, "10"), 10), None);
-        assert_eq!(declared_length_over(&HeaderMap::new(), 10), None);
+        assert_eq!(declared_length_over(&SizeHint::with_exact(11), 10), Some(11));
+        assert_eq!(declared_length_over(&SizeHint::with_exact(10), 10), None);
+        assert_eq!(declared_length_over(&SizeHint::new(), 10), None);
     }
 }
