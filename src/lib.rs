@@ -163,6 +163,7 @@ pub async fn run(
         batch_size: config.processor.batch_size,
         batch_timeout: config.processor.batch_timeout(),
         pin_workers: config.processor.pin_workers,
+        nice: config.processor.worker_nice,
     };
     let workers =
         worker::spawn_workers(receivers, queues.clone(), runner, settings).map_err(RunError::Workers)?;

@@ -138,6 +138,10 @@ pub struct ProcessorConfig {
     pub workers: usize,
     /// Pin each worker thread to a core. Default true.
     pub pin_workers: bool,
+    /// Nice value of the worker threads, -20 to 19; 0 leaves them at the process's own.
+    /// Default -5. A negative value needs CAP_SYS_NICE or a matching RLIMIT_NICE; without
+    /// it the workers log a warning and run at the process's priority.
+    pub worker_nice: i32,
     /// NDJSON file that receives events whose processing failed after all retries.
     /// Default `telemetron-dead-letter.ndjson` in the working directory.
     pub dead_letter_path: String,
@@ -153,6 +157,7 @@ impl Default for ProcessorConfig {
             retry_delay: 100,
             workers: 0,
             pin_workers: true,
+            worker_nice: -5,
             dead_letter_path: "telemetron-dead-letter.ndjson".to_owned(),
         }
     }
@@ -258,6 +263,15 @@ impl Config {
                 message: format!(
                     "{} workers is more than the 1024 allowed; use 0 for one per core",
                     self.processor.workers
+                ),
+            });
+        }
+        if !(-20..=19).contains(&self.processor.worker_nice) {
+            return Err(ConfigError::Invalid {
+                key: "processor.worker_nice",
+                message: format!(
+                    "{} is outside the nice range; use a value from -20 to 19, or 0 to leave the workers alone",
+                    self.processor.worker_nice
                 ),
             });
         }

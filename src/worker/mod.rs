@@ -8,6 +8,7 @@
 //! empty.
 
 pub mod dead_letter;
+mod priority;
 mod process;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +37,8 @@ pub struct BatchSettings {
     pub batch_timeout: Duration,
     /// Pin worker `i` to core `i` modulo the core count.
     pub pin_workers: bool,
+    /// Nice value for the worker threads; 0 leaves them alone.
+    pub nice: i32,
 }
 
 /// Per-outcome event counts across all workers.
@@ -88,6 +91,17 @@ pub fn spawn_workers(
                 if let Some(core) = core {
                     if !core_affinity::set_for_current(core) {
                         tracing::warn!(shard = receiver.shard, core = core.id, "pinning failed, so this worker runs unpinned");
+                    }
+                }
+                if settings.nice != 0 {
+                    if let Err(error) = priority::set_current_thread_nice(settings.nice) {
+                        tracing::warn!(
+                            shard = receiver.shard,
+                            nice = settings.nice,
+                            error = %error,
+                            "cannot set the worker's nice value, so it runs at the process's priority; \
+                             grant CAP_SYS_NICE or LimitNICE, or set processor.worker_nice = 0"
+                        );
                     }
                 }
                 run_worker(&receiver, &queues, &runner, &settings);

@@ -238,6 +238,13 @@ fn zero_batch_size_is_rejected() {
 }
 
 #[test]
+fn worker_nice_outside_range_is_rejected() {
+    let line = start_up_error(&format!("{MINIMAL_CONFIG}\n[processor]\nworker_nice = -21\n"));
+
+    assert!(line.contains("processor.worker_nice"), "error does not name the key: {line}");
+}
+
+#[test]
 fn port_in_use_is_reported() {
     let occupied = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let occupied_port = occupied.local_addr().expect("local addr").port();
