@@ -161,7 +161,8 @@ impl HotCounter {
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
-    http_requests: Vec<HotCounter>,
+    /// Exported request counts per endpoint, copied from the duration histograms' counts.
+    http_requests: Vec<Counter>,
     http_durations: Vec<Vec<OnceLock<StripedHistogram>>>,
     events_accepted: HotCounter,
     events_rejected: Vec<HotCounter>,
@@ -192,9 +193,7 @@ impl Metrics {
 
         let http_requests = Endpoint::ALL
             .iter()
-            .map(|endpoint| {
-                HotCounter::new(counter(&recorder, HTTP_REQUESTS_TOTAL, vec![Label::new("endpoint", endpoint.label())]))
-            })
+            .map(|endpoint| counter(&recorder, HTTP_REQUESTS_TOTAL, vec![Label::new("endpoint", endpoint.label())]))
             .collect();
         let http_durations = Endpoint::ALL
             .iter()
@@ -251,11 +250,10 @@ impl Metrics {
         }
     }
 
-    /// Records one completed HTTP request.
+    /// Records one completed HTTP request. Its count is the histogram's, so a request costs
+    /// one histogram update and no separate counter.
     pub fn record_request(&self, endpoint: Endpoint, status: u16, duration: Duration) {
-        let endpoint_index = endpoint as usize;
-        self.http_requests[endpoint_index].striped.add(1);
-        self.http_durations[endpoint_index][status_index(status)]
+        self.http_durations[endpoint as usize][status_index(status)]
             .get_or_init(|| StripedHistogram::new(&DURATION_BUCKETS_SECONDS))
             .record(duration);
     }
@@ -281,47 +279,54 @@ impl Metrics {
             gauge.set(depth as f64);
         }
         self.stats_sources.set(sources as f64);
-        for counter in self.http_requests.iter().chain(&self.events_rejected) {
+
+        // One snapshot feeds both the request counts and the histogram lines, so the two
+        // agree within a scrape.
+        let mut series = Vec::new();
+        for ((endpoint, by_status), requests) in Endpoint::ALL.iter().zip(&self.http_durations).zip(&self.http_requests) {
+            let mut endpoint_total = 0;
+            for (status_index, histogram) in by_status.iter().enumerate() {
+                if let Some(histogram) = histogram.get() {
+                    let snapshot = histogram.snapshot();
+                    endpoint_total += snapshot.cumulative.last().copied().unwrap_or(0);
+                    series.push((endpoint.label(), status_label(status_index), snapshot));
+                }
+            }
+            requests.absolute(endpoint_total);
+        }
+        for counter in &self.events_rejected {
             counter.publish();
         }
         self.events_accepted.publish();
 
         let mut text = self.handle.render();
-        self.render_request_durations(&mut text);
+        render_request_durations(&mut text, &series);
         text
-    }
-
-    /// Appends the request duration histogram family, one series per endpoint and status
-    /// seen so far, in the exporter's layout (a blank line ends the family).
-    fn render_request_durations(&self, out: &mut String) {
-        let mut series = Vec::new();
-        for (endpoint, by_status) in Endpoint::ALL.iter().zip(&self.http_durations) {
-            for (status_index, histogram) in by_status.iter().enumerate() {
-                if let Some(histogram) = histogram.get() {
-                    series.push((endpoint.label(), status_label(status_index), histogram.snapshot()));
-                }
-            }
-        }
-        if series.is_empty() {
-            return;
-        }
-        if !out.is_empty() && !out.ends_with('\n') {
-            out.push('\n');
-        }
-        out.push_str(&format!(
-            "# HELP {HTTP_REQUEST_DURATION_SECONDS} {HTTP_REQUEST_DURATION_HELP}\n# TYPE {HTTP_REQUEST_DURATION_SECONDS} histogram\n"
-        ));
-        for (endpoint, status, snapshot) in &series {
-            let labels = format!("endpoint=\"{endpoint}\",status=\"{status}\"");
-            striped::write_histogram(out, HTTP_REQUEST_DURATION_SECONDS, &labels, &DURATION_BUCKETS_SECONDS, snapshot);
-        }
-        out.push('\n');
     }
 
     /// Drains buffered histogram samples; call periodically so memory stays bounded.
     pub fn run_upkeep(&self) {
         self.handle.run_upkeep();
     }
+}
+
+/// Appends the request duration histogram family, one series per endpoint and status seen
+/// so far, in the exporter's layout (a blank line ends the family).
+fn render_request_durations(out: &mut String, series: &[(&str, String, striped::HistogramSnapshot)]) {
+    if series.is_empty() {
+        return;
+    }
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "# HELP {HTTP_REQUEST_DURATION_SECONDS} {HTTP_REQUEST_DURATION_HELP}\n# TYPE {HTTP_REQUEST_DURATION_SECONDS} histogram\n"
+    ));
+    for (endpoint, status, snapshot) in series {
+        let labels = format!("endpoint=\"{endpoint}\",status=\"{status}\"");
+        striped::write_histogram(out, HTTP_REQUEST_DURATION_SECONDS, &labels, &DURATION_BUCKETS_SECONDS, snapshot);
+    }
+    out.push('\n');
 }
 
 fn counter(recorder: &PrometheusRecorder, name: &'static str, labels: Vec<Label>) -> Counter {
