@@ -113,12 +113,14 @@ fn run_pipeline(
         outcomes: outcomes.clone(),
         metrics,
     });
-    // NOTE: the service pins workers by default, but here they run unpinned, so the scheduler
-    // places them and the parsing thread freely. Pinned figures may differ.
+    // NOTE: the service pins workers and raises their priority (nice -5) by default, but here
+    // they run unpinned at the bench's own priority, so the scheduler places them and the
+    // parsing threads freely. The service's figures may differ.
     let settings = BatchSettings {
         batch_size: BATCH_SIZE,
         batch_timeout: BATCH_TIMEOUT,
         pin_workers: false,
+        nice: 0,
     };
     let handles = worker::spawn_workers(receivers, queues.clone(), runner, settings)
         .expect("worker threads start");
