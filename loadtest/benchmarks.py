@@ -99,7 +99,7 @@ def main():
     parser.add_argument("--duration", default="10s")
     parser.add_argument("--skip-criterion", action="store_true", help="reuse target/criterion results")
     parser.add_argument("--skip-load", action="store_true")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds for the single and stats scenarios")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds for the single, stats and logging scenarios")
     args = parser.parse_args()
 
     load = os.getloadavg()
@@ -123,13 +123,13 @@ def main():
     if not args.skip_load:
         scenarios.build()
         lines += ["## HTTP load (oha)", ""]
-        for name in ["single", "ndjson", "stats"]:
+        for name in ["single", "ndjson", "stats", "logging"]:
             run_args = argparse.Namespace(
                 duration=args.duration, connections=16 if name == "ndjson" else 64, rounds=args.rounds
             )
             title, table, summary = scenarios.SCENARIOS[name](run_args)
             command = f"python3 loadtest/scenarios.py {name} --duration {args.duration} --connections {run_args.connections}"
-            if name in ("single", "stats"):
+            if name in ("single", "stats", "logging"):
                 command += f" --rounds {args.rounds}"
             lines += [f"### {title}", "", f"Command: `{command}`", "", *table, "", summary, ""]
 

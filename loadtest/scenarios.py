@@ -8,9 +8,10 @@ with the ratio to the baseline measured in the same run.
     python3 loadtest/scenarios.py single  [--duration 10s] [--connections 64] [--rounds 3]
     python3 loadtest/scenarios.py ndjson  [--duration 10s] [--connections 16]
     python3 loadtest/scenarios.py stats   [--duration 10s] [--connections 64] [--rounds 3]
+    python3 loadtest/scenarios.py logging [--duration 10s] [--connections 64] [--rounds 3]
     python3 loadtest/scenarios.py all     [--markdown FILE]
 
-`single` and `stats` compare two runs whose difference is a few percent, less than the swing
+`single`, `stats` and `logging` compare two runs whose difference is a few percent, less than the swing
 between two runs on a shared two-core machine. They therefore measure the pair several times,
 alternating the two sides, and report the median of the per-round ratios.
 """
@@ -109,8 +110,8 @@ class Server:
         self.dir.cleanup()
 
 
-def telemetron(**overrides):
-    env = {"TELEMETRON_HTTP__HOST": HOST, "TELEMETRON_HTTP__PORT": "{port}"}
+def telemetron(rust_log="info", **overrides):
+    env = {"TELEMETRON_HTTP__HOST": HOST, "TELEMETRON_HTTP__PORT": "{port}", "RUST_LOG": rust_log}
     env.update({f"TELEMETRON_{key.upper()}": str(value) for key, value in overrides.items()})
     return Server([TELEMETRON], env, "/healthz")
 
@@ -261,7 +262,32 @@ def scenario_stats(args):
     return "statistics reads during full ingestion", lines, summary
 
 
-SCENARIOS = {"single": scenario_single, "ndjson": scenario_ndjson, "stats": scenario_stats}
+def scenario_logging(args):
+    """Single-event ingestion at the default log level against logging switched off."""
+    lines = [
+        "| round | RUST_LOG | requests/s | p99 ms | CPU us/request |",
+        "| ---: | --- | ---: | ---: | ---: |",
+    ]
+    ratios = []
+    for round_number in range(1, args.rounds + 1):
+        runs = {}
+        for level in ("info", "off"):
+            with telemetron(rust_log=level) as server:
+                runs[level] = measure(server, server.url + "/ingest", args.duration, args.connections, SINGLE_EVENT)
+            run = runs[level]
+            lines.append(
+                f"| {round_number} | {level} | {run['rps']:,.0f} | {run['p99']*1e3:.3f} | {run['cpu_per_request']*1e6:.2f} |"
+            )
+        ratios.append(runs["info"]["rps"] / runs["off"]["rps"])
+    cost = 1 - statistics.median(ratios)
+    summary = (
+        f"median over {args.rounds} rounds: the default level (info) costs {cost*100:.1f}% of throughput against "
+        f"RUST_LOG=off (target < 2%; per-round info/off ratios {', '.join(f'{ratio:.3f}' for ratio in ratios)})"
+    )
+    return "logging at the default level", lines, summary
+
+
+SCENARIOS = {"single": scenario_single, "ndjson": scenario_ndjson, "stats": scenario_stats, "logging": scenario_logging}
 
 
 def main():
@@ -269,7 +295,7 @@ def main():
     parser.add_argument("scenario", choices=[*SCENARIOS, "all"])
     parser.add_argument("--duration", default="10s", help="oha duration per run, such as 10s")
     parser.add_argument("--connections", type=int, default=None, help="concurrent connections")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds for single and stats")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds for single, stats and logging")
     parser.add_argument("--markdown", help="append the results as Markdown to this file")
     args = parser.parse_args()
     build()
@@ -282,7 +308,7 @@ def main():
             run_args.connections = 16 if name == "ndjson" else 64
         title, table, summary = SCENARIOS[name](run_args)
         command = f"python3 loadtest/scenarios.py {name} --duration {args.duration} --connections {run_args.connections}"
-        if name in ("single", "stats"):
+        if name in ("single", "stats", "logging"):
             command += f" --rounds {args.rounds}"
         block = [f"### {title}", "", f"Command: `{command}`  ", f"Machine: {machine()}", "", *table, "", summary, ""]
         print("\n".join(block), flush=True)
