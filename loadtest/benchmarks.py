@@ -13,6 +13,7 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -123,7 +124,12 @@ def main():
     if not args.skip_load:
         scenarios.build()
         lines += ["## HTTP load (oha)", ""]
-        for name in ["single", "ndjson", "stats", "logging"]:
+        names = ["single", "ndjson", "stats", "logging"]
+        if shutil.which("valgrind"):
+            names.append("instructions")
+        else:
+            lines += ["valgrind is not installed, so the instruction count section is left out.", ""]
+        for name in names:
             run_args = argparse.Namespace(
                 duration=args.duration, connections=16 if name == "ndjson" else 64, rounds=args.rounds
             )

@@ -9,6 +9,7 @@ with the ratio to the baseline measured in the same run.
     python3 loadtest/scenarios.py ndjson  [--duration 10s] [--connections 16]
     python3 loadtest/scenarios.py stats   [--duration 10s] [--connections 64] [--rounds 3]
     python3 loadtest/scenarios.py logging [--duration 10s] [--connections 64] [--rounds 3]
+    python3 loadtest/scenarios.py instructions    (needs valgrind)
     python3 loadtest/scenarios.py all     [--markdown FILE]
 
 `single`, `stats` and `logging` compare two runs whose difference is a few percent, less than the swing
@@ -287,7 +288,58 @@ def scenario_logging(args):
     return "logging at the default level", lines, summary
 
 
-SCENARIOS = {"single": scenario_single, "ndjson": scenario_ndjson, "stats": scenario_stats, "logging": scenario_logging}
+def callgrind_instructions(argv, env, requests):
+    """Runs one server under callgrind, sends `requests` single events, and returns the
+    instructions it executed in user space."""
+    with tempfile.TemporaryDirectory() as scratch:
+        out = os.path.join(scratch, "callgrind.out")
+        wrapped = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv]
+        with Server(wrapped, env, "/healthz") as server:
+            subprocess.run(
+                ["oha", "--no-tui", "-n", str(requests), "-c", "16", "-m", "POST", "-H", "Content-Type: application/json",
+                 "-D", SINGLE_EVENT, server.url + "/ingest"],
+                check=True, capture_output=True,
+            )
+        with open(out) as profile:
+            for line in profile:
+                if line.startswith(("summary:", "totals:")):
+                    return int(line.split()[1])
+    raise RuntimeError(f"no instruction total in the callgrind output of {argv[0]}")
+
+
+def scenario_instructions(args):
+    """User-space instructions per single-event request under callgrind, against the ceiling."""
+    small, large = 10_000, 30_000
+    rows, per_request = [], {}
+    for name, argv, env in [
+        ("ceiling (examples/http_ceiling.rs)", [CEILING], {"PORT": "{port}"}),
+        ("Telemetron", [TELEMETRON], {"TELEMETRON_HTTP__HOST": HOST, "TELEMETRON_HTTP__PORT": "{port}"}),
+    ]:
+        counts = [callgrind_instructions(argv, env, requests) for requests in (small, large)]
+        # The difference between the two runs drops start-up and shutdown.
+        per_request[name] = (counts[1] - counts[0]) / (large - small)
+        rows.append(f"| {name} | {counts[0]:,} | {counts[1]:,} | {per_request[name]:,.0f} |")
+    ratio = per_request["Telemetron"] / per_request["ceiling (examples/http_ceiling.rs)"]
+    lines = [
+        f"| server | instructions, {small:,} requests | instructions, {large:,} requests | per request |",
+        "| --- | ---: | ---: | ---: |",
+        *rows,
+    ]
+    summary = (
+        f"user-space instructions per request, Telemetron / ceiling: {ratio:.2f}. callgrind counts instructions, "
+        "not time, so this figure repeats on a busy machine; it leaves out the kernel (about two thirds of the "
+        "ceiling's CPU time in `perf`) and cache misses, which is why it is larger than the CPU time ratio."
+    )
+    return "instructions per request (valgrind --tool=callgrind)", lines, summary
+
+
+SCENARIOS = {
+    "single": scenario_single,
+    "ndjson": scenario_ndjson,
+    "stats": scenario_stats,
+    "logging": scenario_logging,
+    "instructions": scenario_instructions,
+}
 
 
 def main():
