@@ -135,6 +135,8 @@ def main():
             )
             title, table, summary = scenarios.SCENARIOS[name](run_args)
             command = f"python3 loadtest/scenarios.py {name} --duration {args.duration} --connections {run_args.connections}"
+            if name == "instructions":
+                command = "python3 loadtest/scenarios.py instructions"
             if name in ("single", "stats", "logging"):
                 command += f" --rounds {args.rounds}"
             lines += [f"### {title}", "", f"Command: `{command}`", "", *table, "", summary, ""]

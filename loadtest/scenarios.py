@@ -148,6 +148,12 @@ def measure(server, url, duration, connections, body_file, content_type="applica
     }
 
 
+def parse_seconds(duration):
+    """Seconds in an oha duration such as `10s` or `2m`."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    return float(duration[:-1]) * units[duration[-1]] if duration[-1] in units else float(duration)
+
+
 def median_ratio(pairs, key):
     return statistics.median(new[key] / base[key] for base, new in pairs)
 
@@ -228,7 +234,7 @@ def scenario_stats(args):
         "| round | run | ingest requests/s | ingest p99 ms | stats requests/s | stats p99 ms |",
         "| ---: | --- | ---: | ---: | ---: | ---: |",
     ]
-    costs, stats_p99s = [], []
+    costs, stats_p99s, poller_cpu = [], [], []
     with telemetron() as server:
         for round_number in range(1, args.rounds + 1):
             alone = measure(server, server.url + "/ingest", args.duration, args.connections, SINGLE_EVENT)
@@ -238,7 +244,12 @@ def scenario_stats(args):
                 stdout=subprocess.PIPE, text=True,
             )
             polled = measure(server, server.url + "/ingest", args.duration, args.connections, SINGLE_EVENT)
-            stats_run = json.loads(poller.communicate()[0])
+            output = poller.stdout.read()
+            # wait4 returns the poller's own CPU time: on a shared machine it is part of the cost.
+            _, status, usage = os.wait4(poller.pid, 0)
+            poller.returncode = os.waitstatus_to_exitcode(status)
+            stats_run = json.loads(output)
+            poller_cpu.append((usage.ru_utime + usage.ru_stime) / parse_seconds(args.duration))
             costs.append(1 - polled["rps"] / alone["rps"])
             stats_p99s.append(stats_run["latencyPercentiles"]["p99"])
             lines += [
@@ -257,8 +268,9 @@ def scenario_stats(args):
     )
     summary = (
         f"medians over {args.rounds} rounds: polling cost to ingestion {statistics.median(costs)*100:.1f}% of throughput "
-        f"(target < 5%; rounds {', '.join(f'{cost*100:.1f}%' for cost in costs)}); stats p99 under load "
-        f"{statistics.median(stats_p99s)*1e3:.3f} ms (target < 1 ms)"
+        f"(target < 5%; rounds {', '.join(f'{cost*100:.1f}%' for cost in costs)}); the polling oha process "
+        f"itself used {statistics.median(poller_cpu)*100:.1f}% of one of the two cores, time ingestion could not use; "
+        f"stats p99 under load {statistics.median(stats_p99s)*1e3:.3f} ms (target < 1 ms)"
     )
     return "statistics reads during full ingestion", lines, summary
 
@@ -280,10 +292,10 @@ def scenario_logging(args):
                 f"| {round_number} | {level} | {run['rps']:,.0f} | {run['p99']*1e3:.3f} | {run['cpu_per_request']*1e6:.2f} |"
             )
         ratios.append(runs["info"]["rps"] / runs["off"]["rps"])
-    cost = 1 - statistics.median(ratios)
     summary = (
-        f"median over {args.rounds} rounds: the default level (info) costs {cost*100:.1f}% of throughput against "
-        f"RUST_LOG=off (target < 2%; per-round info/off ratios {', '.join(f'{ratio:.3f}' for ratio in ratios)})"
+        f"median over {args.rounds} rounds: throughput at the default level (info) is {statistics.median(ratios):.3f} "
+        f"of the throughput with RUST_LOG=off (target: above 0.98, a cost under 2%; per-round info/off ratios "
+        f"{', '.join(f'{ratio:.3f}' for ratio in ratios)})"
     )
     return "logging at the default level", lines, summary
 
@@ -360,6 +372,8 @@ def main():
             run_args.connections = 16 if name == "ndjson" else 64
         title, table, summary = SCENARIOS[name](run_args)
         command = f"python3 loadtest/scenarios.py {name} --duration {args.duration} --connections {run_args.connections}"
+        if name == "instructions":
+            command = "python3 loadtest/scenarios.py instructions"
         if name in ("single", "stats", "logging"):
             command += f" --rounds {args.rounds}"
         block = [f"### {title}", "", f"Command: `{command}`  ", f"Machine: {machine()}", "", *table, "", summary, ""]

@@ -29,9 +29,9 @@ use crate::AppState;
 /// Pause after a failed `accept`, so a full file descriptor table does not spin the loop.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
-// TODO: on 2 cores the single-event path reaches 0.85 of examples/http_ceiling.rs in
-// requests/s (target 0.90) with 1.66 times its p99 (target 1.5) and 1.36 times its CPU per
-// request (target 1.3); docs/BENCHMARKS.md has the runs.
+// TODO: on 2 cores the single-event path reaches 0.86-0.89 of examples/http_ceiling.rs in
+// requests/s (target 0.90) at 1.29-1.33 times its CPU per request (target 1.3), median of 3
+// rounds; docs/BENCHMARKS.md has the runs. The p99 ratio (1.2, target 1.5) is met.
 /// Serves connections until `stop` completes, then stops accepting and waits up to
 /// `http.shutdown_timeout_ms` for the open connections to finish their requests.
 ///

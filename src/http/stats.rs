@@ -18,7 +18,7 @@ pub fn totals(state: &AppState) -> Response<Body> {
     )
 }
 
-// TODO: under full ingest load on 2 cores, `/stats/{id}` p99 is about 2.5 ms (target 1 ms):
+// TODO: under full ingest load on 2 cores, `/stats/{id}` p99 is about 2.3 ms (target 1 ms):
 // the handler takes microseconds, the wait is for a runtime thread busy with ingest requests.
 /// Handles `GET /stats/{source_id}`: 400 when the id is not a `u64`, 404 when unknown.
 pub fn source(state: &AppState, raw_id: &str) -> Response<Body> {
