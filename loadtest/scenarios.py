@@ -339,8 +339,8 @@ def scenario_instructions(args):
     ]
     summary = (
         f"user-space instructions per request, Telemetron / ceiling: {ratio:.2f}. callgrind counts instructions, "
-        "not time, so this figure repeats on a busy machine; it leaves out the kernel (about two thirds of the "
-        "ceiling's CPU time in `perf`) and cache misses, which is why it is larger than the CPU time ratio."
+        "not time, so this figure repeats on a busy machine. It leaves out the kernel (about two thirds of the "
+        "ceiling's CPU time in `perf`) and cache misses, so it is larger than the CPU time ratio."
     )
     return "instructions per request (valgrind --tool=callgrind)", lines, summary
 

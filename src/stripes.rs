@@ -1,4 +1,4 @@
-//! Which stripe of a striped counter the calling thread writes.
+//! Per-thread stripe choice for counters that many threads write.
 //!
 //! Counters written on every request are split into [`COUNT`] cache-line-padded stripes
 //! (see [`crate::metrics::striped`] and the queue's in-flight count). Each thread takes the

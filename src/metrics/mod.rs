@@ -1,9 +1,10 @@
 //! Prometheus metrics: one recorder per running service, with every hot-path handle
 //! registered up front so recording is an atomic update, never a lookup by name.
 //!
-//! The per-request series (request counts and durations, accepted and rejected events) are
-//! kept in [`striped`] form and copied into the exporter when `/metrics` is rendered. The
-//! per-batch series of the workers use the exporter's handles directly.
+//! The per-request series (request durations, accepted and rejected events) are kept in
+//! [`striped`] form and copied into the exporter when `/metrics` is rendered; the request
+//! counts are the duration histograms' counts. The per-batch series of the workers use the
+//! exporter's handles directly.
 //!
 //! The recorder is not installed globally, so several services in one process (as in the
 //! tests) keep separate counts. Histogram samples are buffered until drained, so the

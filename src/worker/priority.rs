@@ -1,10 +1,10 @@
 //! Scheduling priority of the worker threads.
 //!
 //! A worker wakes every millisecond while a batch fills and runs for tens of microseconds.
-//! When it has to wait for a core after waking, request latency grows with the wait. In the
-//! single-event load test on two shared cores, p99 latency was about 2.2 ms with the workers
-//! at nice 0, about 1.7 ms at nice -5 and about 4.3 ms at nice 10, at the same CPU time per
-//! request. The path from a waiting worker to a slower HTTP response was not isolated.
+//! When it has to wait for a core after waking, request latency grows with the wait. The
+//! single-event load test on two shared cores measured a p99 latency of about 2.2 ms with the
+//! workers at nice 0, 1.7 ms at nice -5 and 4.3 ms at nice 10. CPU time per request stayed
+//! the same. The path from a waiting worker to a slower HTTP response was not isolated.
 
 use std::io;
 
