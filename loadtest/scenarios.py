@@ -180,7 +180,7 @@ def scenario_single(args):
                 f"{run['cpu_per_request']*1e6:.2f} | {run['rps']/base['rps']:.3f} |"
             )
     summary = (
-        f"medians over {args.rounds} rounds: throughput ratio {median_ratio(pairs, 'rps'):.3f} (target >= 0.90), "
+        f"medians over {args.rounds} round(s): throughput ratio {median_ratio(pairs, 'rps'):.3f} (target >= 0.90), "
         f"p99 ratio {median_ratio(pairs, 'p99'):.2f} (target <= 1.5), "
         f"CPU per request ratio {median_ratio(pairs, 'cpu_per_request'):.2f} (target <= 1.3).  \n"
         + ";  \n".join(checks)
@@ -267,7 +267,7 @@ def scenario_stats(args):
         f"{totals_idle['latencyPercentiles']['p99']*1e3:.3f} |"
     )
     summary = (
-        f"medians over {args.rounds} rounds: polling cost to ingestion {statistics.median(costs)*100:.1f}% of throughput "
+        f"medians over {args.rounds} round(s): polling cost to ingestion {statistics.median(costs)*100:.1f}% of throughput "
         f"(target < 5%; rounds {', '.join(f'{cost*100:.1f}%' for cost in costs)}); the polling oha process "
         f"itself used {statistics.median(poller_cpu)*100:.1f}% of one of the two cores, time ingestion could not use; "
         f"stats p99 under load {statistics.median(stats_p99s)*1e3:.3f} ms (target < 1 ms)"
@@ -293,7 +293,7 @@ def scenario_logging(args):
             )
         ratios.append(runs["info"]["rps"] / runs["off"]["rps"])
     summary = (
-        f"median over {args.rounds} rounds: throughput at the default level (info) is {statistics.median(ratios):.3f} "
+        f"median over {args.rounds} round(s): throughput at the default level (info) is {statistics.median(ratios):.3f} "
         f"of the throughput with RUST_LOG=off (target: above 0.98, a cost under 2%; per-round info/off ratios "
         f"{', '.join(f'{ratio:.3f}' for ratio in ratios)})"
     )

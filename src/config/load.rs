@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use config::ValueKind;
 use thiserror::Error;
 
 use super::Config;
@@ -42,6 +43,15 @@ pub enum ConfigError {
     /// The file or an override could not be read or has a value of the wrong type.
     #[error("invalid configuration: {0}")]
     Parse(#[from] config::ConfigError),
+    /// A number or boolean setting was given as a fractional number or a string, which the
+    /// `config` crate would otherwise convert (1.5 to 2, "8080" to 8080).
+    #[error("invalid configuration: {key}: {message}")]
+    WrongType {
+        /// Dotted key, such as `processor.worker_nice`.
+        key: String,
+        /// The value found and what to write instead.
+        message: String,
+    },
     /// A value is of the right type but out of range.
     #[error("invalid configuration: {key}: {message}")]
     Invalid {
@@ -85,7 +95,9 @@ pub fn load(path: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
             .with_list_parse_key("validation.plugins.eventtypevalidator.allowed"),
     );
 
-    let config: Config = builder.build()?.try_deserialize()?;
+    let built = builder.build()?;
+    check_scalar_types(&built)?;
+    let config: Config = built.try_deserialize()?;
     config.validate()?;
 
     let env_overrides = std::env::vars()
@@ -97,4 +109,94 @@ pub fn load(path: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
         source: file.map_or(ConfigSource::Defaults, ConfigSource::File),
         env_overrides,
     })
+}
+
+/// Rejects a whole-number setting given as a fractional number or a string, and a boolean
+/// setting given as a string. The `config` crate would convert them, rounding 1.5 to 2.
+/// Environment values are parsed before this check, so `TELEMETRON_HTTP__PORT=8081` passes.
+fn check_scalar_types(built: &config::Config) -> Result<(), ConfigError> {
+    let defaults = toml::Value::try_from(Config::default()).expect("the default configuration serialises");
+    let Some(sections) = defaults.as_table() else {
+        return Ok(());
+    };
+    for (section, keys) in sections {
+        let (Some(keys), Ok(values)) = (keys.as_table(), built.get_table(section)) else {
+            continue;
+        };
+        for (key, default) in keys {
+            let Some(value) = values.get(key) else {
+                continue;
+            };
+            let (matches, expected) = match default {
+                toml::Value::Integer(_) => (
+                    matches!(
+                        value.kind,
+                        ValueKind::I64(_) | ValueKind::I128(_) | ValueKind::U64(_) | ValueKind::U128(_)
+                    ),
+                    "a whole number without quotes or decimals",
+                ),
+                toml::Value::Boolean(_) => (matches!(value.kind, ValueKind::Boolean(_)), "true or false without quotes"),
+                _ => continue,
+            };
+            if !matches {
+                let variable = format!("{ENV_PREFIX}_{}__{}", section.to_uppercase(), key.to_uppercase());
+                let origin = if std::env::var_os(&variable).is_some() {
+                    format!(" (from {variable})")
+                } else {
+                    String::new()
+                };
+                return Err(ConfigError::WrongType {
+                    key: format!("{section}.{key}"),
+                    message: format!("found {}{origin}; write {expected}", describe(&value.kind)),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe(kind: &ValueKind) -> String {
+    match kind {
+        ValueKind::String(text) => format!("the string {text:?}"),
+        ValueKind::Float(number) => format!("the fractional number {number}"),
+        other => format!("{other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(toml_text: &str) -> Result<(), ConfigError> {
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(toml_text, config::FileFormat::Toml))
+            .build()
+            .expect("valid TOML");
+        check_scalar_types(&built)
+    }
+
+    #[test]
+    fn fractional_integer_setting_is_rejected() {
+        let error = check("[processor]\nworker_nice = 1.5\n").expect_err("1.5 is not a nice value");
+        assert!(error.to_string().contains("processor.worker_nice"), "{error}");
+        assert!(error.to_string().contains("1.5"), "{error}");
+    }
+
+    #[test]
+    fn quoted_integer_setting_is_rejected() {
+        let error = check("[http]\nport = \"8085\"\n").expect_err("a quoted port is a string");
+        assert!(error.to_string().contains("http.port"), "{error}");
+    }
+
+    #[test]
+    fn quoted_boolean_setting_is_rejected() {
+        let error = check("[processor]\npin_workers = \"true\"\n").expect_err("a quoted boolean is a string");
+        assert!(error.to_string().contains("processor.pin_workers"), "{error}");
+    }
+
+    #[test]
+    fn typed_settings_pass() {
+        let checked = check("[http]\nport = 8085\nhost = \"127.0.0.1\"\n[processor]\npin_workers = false\nworker_nice = -5\n");
+        assert!(checked.is_ok(), "{checked:?}");
+    }
 }

@@ -100,7 +100,8 @@ pub fn spawn_workers(
                             nice = settings.nice,
                             error = %error,
                             "cannot set the worker's nice value, so it runs at the process's priority; \
-                             grant CAP_SYS_NICE or LimitNICE, or set processor.worker_nice = 0"
+                             grant CAP_SYS_NICE, raise RLIMIT_NICE (LimitNICE= in systemd, ulimit -e), \
+                             or set processor.worker_nice = 0"
                         );
                     }
                 }
