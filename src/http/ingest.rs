@@ -197,9 +197,9 @@ struct ItemErrorEntry {
 }
 
 /// The batch response body. Structs rather than `json!`, whose map sorts the keys, so the
-/// fields come in the documented order, as in the single-event answer.
+/// fields come in the documented order, as in the single-event response.
 #[derive(serde::Serialize)]
-struct BatchAnswer<'a> {
+struct BatchResponse<'a> {
     accepted: usize,
     rejected: usize,
     errors: &'a [ItemErrorEntry],
@@ -209,12 +209,12 @@ struct BatchAnswer<'a> {
 
 fn batch_body(accepted: usize, errors: &ItemErrors) -> Body {
     let omitted = errors.total - errors.listed.len();
-    let answer = BatchAnswer {
+    let response_body = BatchResponse {
         accepted,
         rejected: errors.total,
         errors: &errors.listed,
         errors_omitted: (omitted > 0).then_some(omitted),
     };
-    let text = serde_json::to_string(&answer).expect("the batch answer contains only numbers and strings");
+    let text = serde_json::to_string(&response_body).expect("a batch response contains only numbers and strings");
     Body::new(text.into())
 }
