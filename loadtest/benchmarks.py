@@ -130,15 +130,7 @@ def main():
         else:
             lines += ["valgrind is not installed, so the instruction count section is left out.", ""]
         for name in names:
-            run_args = argparse.Namespace(
-                duration=args.duration, connections=16 if name == "ndjson" else 64, rounds=args.rounds
-            )
-            title, table, summary = scenarios.SCENARIOS[name](run_args)
-            command = f"python3 loadtest/scenarios.py {name} --duration {args.duration} --connections {run_args.connections}"
-            if name == "instructions":
-                command = "python3 loadtest/scenarios.py instructions"
-            if name in ("single", "stats", "logging"):
-                command += f" --rounds {args.rounds}"
+            title, table, summary, command = scenarios.run_scenario(name, args.duration, args.rounds)
             lines += [f"### {title}", "", f"Command: `{command}`", "", *table, "", summary, ""]
 
     with open(OUTPUT, "w") as report:

@@ -354,6 +354,21 @@ SCENARIOS = {
 }
 
 
+def run_scenario(name, duration, rounds, connections=None):
+    """Runs one scenario; returns its title, table, summary and the command that repeats it."""
+    if connections is None:
+        connections = 16 if name == "ndjson" else 64
+    run_args = argparse.Namespace(duration=duration, connections=connections, rounds=rounds)
+    title, table, summary = SCENARIOS[name](run_args)
+    if name == "instructions":
+        command = "python3 loadtest/scenarios.py instructions"
+    else:
+        command = f"python3 loadtest/scenarios.py {name} --duration {duration} --connections {connections}"
+        if name in ("single", "stats", "logging"):
+            command += f" --rounds {rounds}"
+    return title, table, summary, command
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenario", choices=[*SCENARIOS, "all"])
@@ -367,15 +382,7 @@ def main():
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     out = []
     for name in names:
-        run_args = argparse.Namespace(**vars(args))
-        if run_args.connections is None:
-            run_args.connections = 16 if name == "ndjson" else 64
-        title, table, summary = SCENARIOS[name](run_args)
-        command = f"python3 loadtest/scenarios.py {name} --duration {args.duration} --connections {run_args.connections}"
-        if name == "instructions":
-            command = "python3 loadtest/scenarios.py instructions"
-        if name in ("single", "stats", "logging"):
-            command += f" --rounds {args.rounds}"
+        title, table, summary, command = run_scenario(name, args.duration, args.rounds, args.connections)
         block = [f"### {title}", "", f"Command: `{command}`  ", f"Machine: {machine()}", "", *table, "", summary, ""]
         print("\n".join(block), flush=True)
         out.extend(block)
