@@ -289,7 +289,7 @@ impl Metrics {
             for (status_index, histogram) in by_status.iter().enumerate() {
                 if let Some(histogram) = histogram.get() {
                     let snapshot = histogram.snapshot();
-                    endpoint_total += snapshot.cumulative.last().copied().unwrap_or(0);
+                    endpoint_total += snapshot.count();
                     series.push((endpoint.label(), status_label(status_index), snapshot));
                 }
             }

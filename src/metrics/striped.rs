@@ -62,6 +62,13 @@ pub struct HistogramSnapshot {
     pub sum_seconds: f64,
 }
 
+impl HistogramSnapshot {
+    /// Returns the number of recorded durations.
+    pub fn count(&self) -> u64 {
+        self.cumulative.last().copied().unwrap_or(0)
+    }
+}
+
 impl StripedHistogram {
     /// Creates a histogram whose buckets end at `bounds_seconds` (ascending).
     pub fn new(bounds_seconds: &[f64]) -> Self {
@@ -112,7 +119,7 @@ impl StripedHistogram {
 /// Writes one histogram series in the Prometheus text format. `labels` is the label list
 /// without braces, such as `endpoint="ingest",status="202"`.
 pub fn write_histogram(out: &mut String, name: &str, labels: &str, bounds_seconds: &[f64], snapshot: &HistogramSnapshot) {
-    let total = snapshot.cumulative.last().copied().unwrap_or(0);
+    let total = snapshot.count();
     for (bound, count) in bounds_seconds.iter().zip(&snapshot.cumulative) {
         let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
     }
