@@ -43,8 +43,8 @@ pub enum ConfigError {
     /// The file or an override could not be read or has a value of the wrong type.
     #[error("invalid configuration: {0}")]
     Parse(#[from] config::ConfigError),
-    /// A number or boolean setting was given as a fractional number or a string, which the
-    /// `config` crate would otherwise convert (1.5 to 2, "8080" to 8080).
+    /// A number or boolean setting written as a fractional number or a string. The `config`
+    /// crate would otherwise convert it (1.5 to 2, "8080" to 8080).
     #[error("invalid configuration: {key}: {message}")]
     WrongType {
         /// Dotted key, such as `processor.worker_nice`.
@@ -147,7 +147,7 @@ fn check_scalar_types(built: &config::Config) -> Result<(), ConfigError> {
                 };
                 return Err(ConfigError::WrongType {
                     key: format!("{section}.{key}"),
-                    message: format!("found {}{origin}; write {expected}", describe(&value.kind)),
+                    message: format!("found {}{origin}; write {expected}", value_description(&value.kind)),
                 });
             }
         }
@@ -155,7 +155,7 @@ fn check_scalar_types(built: &config::Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn describe(kind: &ValueKind) -> String {
+fn value_description(kind: &ValueKind) -> String {
     match kind {
         ValueKind::String(text) => format!("the string {text:?}"),
         ValueKind::Float(number) => format!("the fractional number {number}"),

@@ -2,7 +2,7 @@
 //! registered up front so recording is an atomic update, never a lookup by name.
 //!
 //! The per-request series (request durations, accepted and rejected events) are kept in
-//! [`striped`] form and copied into the exporter when `/metrics` is rendered; the request
+//! [`striped`] form and copied into the exporter when `/metrics` is rendered. The request
 //! counts are the duration histograms' counts. The per-batch series of the workers use the
 //! exporter's handles directly.
 //!
