@@ -42,6 +42,18 @@ fn array_accepts_valid_items_beside_invalid_ones() {
 }
 
 #[test]
+fn batch_response_keeps_documented_key_order() {
+    let server = TestServer::start();
+    let body = format!("[{}, 5]", event(1, "A", TS));
+    let response = post_json(server.addr, &body);
+    let text = response.text();
+
+    assert_eq!(response.status, 202, "{text}");
+    assert!(text.starts_with(r#"{"accepted":1,"rejected":1,"errors":[{"index":1,"error":"#), "{text}");
+    server.wait_for_events(1);
+}
+
+#[test]
 fn ndjson_counts_non_blank_lines() {
     let server = TestServer::start();
     let body = format!(

@@ -144,3 +144,38 @@ fn stats_appear_within_batch_timeout() {
     // wait for 999 more events and this would fail at the harness deadline.
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+/// Nice values of this process's threads named after the batch workers.
+fn worker_nice_values() -> Vec<i64> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            if !name.starts_with("telemetron-work") {
+                return None;
+            }
+            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+            // Field 19 is the nice value; the fields after the `)` that ends the name start at 3.
+            stat.rsplit_once(')')?.1.split_whitespace().nth(16)?.parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn workers_take_configured_nice_value() {
+    // Lowering the priority needs no privilege, and no other test server uses 7.
+    let server = TestServer::with_config(|config| {
+        config.processor.workers = 1;
+        config.processor.worker_nice = 7;
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !worker_nice_values().contains(&7) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+
+    assert!(worker_nice_values().contains(&7), "worker nice values: {:?}", worker_nice_values());
+    drop(server);
+}
