@@ -94,6 +94,9 @@ pub enum RunError {
     /// A worker thread could not be started.
     #[error("cannot start batch worker threads: {0}")]
     Workers(#[source] std::io::Error),
+    /// The thread for reading connections could not be started.
+    #[error("cannot start the HTTP reader thread: {0}")]
+    Readers(#[source] std::io::Error),
 }
 
 /// Checks everything start-up would check except the listener: values, plugin names and
@@ -165,6 +168,8 @@ pub async fn run(
         pin_workers: config.processor.pin_workers,
         nice: config.processor.worker_nice,
     };
+    // Started before the workers, so a failure here leaves no thread to stop.
+    let readers = http::ReaderThread::start().map_err(RunError::Readers)?;
     let workers =
         worker::spawn_workers(receivers, queues.clone(), runner, settings).map_err(RunError::Workers)?;
 
@@ -213,7 +218,7 @@ pub async fn run(
         tracing::info!(drain_delay_ms = drain_delay.as_millis() as u64, "draining: /readyz now returns 503");
         tokio::time::sleep(drain_delay).await;
     };
-    let finished_in_time = http::serve(listener, state.clone(), stop).await;
+    let finished_in_time = http::serve(listener, state.clone(), readers, stop).await;
     upkeep.abort();
 
     // Connections that outlived the timeout may still push; `close` makes them fail with

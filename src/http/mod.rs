@@ -1,28 +1,33 @@
 //! The HTTP server: a `hyper` HTTP/1.1 connection per accepted socket, with keep-alive,
 //! pipelining, a header read timeout and a cap on open connections, plus graceful
-//! shutdown. One file per route, and [`response`] contains the status table.
+//! shutdown. Connections that open with a read go to their own thread ([`readers`]), the
+//! path of one connection is in [`connection`], one file per route, and [`response`]
+//! contains the status table.
 
 mod body;
+mod connection;
 mod health;
 mod ingest;
 mod metrics;
+mod readers;
 mod response;
 mod router;
 mod stats;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
+
+use connection::{Connections, Slot};
 
 pub use ingest::MAX_LISTED_ERRORS;
+pub use readers::ReaderThread;
 
 use crate::AppState;
 
@@ -36,21 +41,35 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 /// `http.shutdown_timeout_ms` for the open connections to finish their requests.
 ///
 /// Returns true if every connection finished in time.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, stop: impl Future<Output = ()>) -> bool {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    readers: ReaderThread,
+    stop: impl Future<Output = ()>,
+) -> bool {
     let http = &state.config.http;
     // `pipeline_flush` stays off: with it, hyper 1.13 skips writing a `Connection: close`
     // response while unread request bytes sit in its buffer, so early 413/415 responses were
     // lost. NOTE: requests hyper itself cannot parse get hyper's empty-bodied 400, not the
     // JSON error body every other response has.
+    let header_read_timeout = Duration::from_millis(http.header_read_timeout_ms);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(http.header_read_timeout_ms))
+        .header_read_timeout(header_read_timeout)
         .keep_alive(true);
 
     // Beyond the cap, connections stay in the kernel's listen backlog until one closes.
     let connection_slots = Arc::new(Semaphore::new(http.max_connections));
     let graceful = GracefulShutdown::new();
+    let (closing, closing_seen) = watch::channel(());
+    let connections = Connections {
+        builder,
+        state: state.clone(),
+        reader_runtime: readers.handle().clone(),
+        first_bytes_timeout: header_read_timeout,
+        closing: closing_seen,
+    };
     tokio::pin!(stop);
 
     loop {
@@ -76,27 +95,27 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, stop: impl Futur
             tracing::debug!(%peer, error = %error, "cannot set TCP_NODELAY");
         }
 
-        let service_state = state.clone();
-        let service = service_fn(move |request| {
-            let state = service_state.clone();
-            async move { Ok::<_, Infallible>(router::route(&state, request).await) }
-        });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, error = %error, "connection ended with an error");
-            }
-            drop(permit);
-        });
+        let slot = Slot {
+            peer,
+            permit,
+            watcher: graceful.watcher(),
+        };
+        tokio::spawn(connections.clone().handle(stream, slot));
     }
     drop(listener);
+    drop(closing);
 
     let timeout = Duration::from_millis(state.config.http.shutdown_timeout_ms);
-    match tokio::time::timeout(timeout, graceful.shutdown()).await {
+    let finished_in_time = match tokio::time::timeout(timeout, graceful.shutdown()).await {
         Ok(()) => true,
         Err(_) => {
             tracing::warn!(timeout_ms = timeout.as_millis() as u64, "open connections did not finish before the shutdown timeout");
             false
         }
+    };
+    // Joining the reader thread blocks, so it happens off the runtime threads.
+    if tokio::task::spawn_blocking(move || drop(readers)).await.is_err() {
+        tracing::error!("stopping the HTTP reader thread failed");
     }
+    finished_in_time
 }

@@ -158,6 +158,15 @@ impl HotCounter {
     }
 }
 
+/// Where a connection is served, as the `thread` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionThread {
+    /// The multi-threaded runtime that serves ingestion.
+    Runtime,
+    /// The reader thread, for connections that open with `GET` or `HEAD`.
+    Reader,
+}
+
 /// All metric handles of one running service.
 pub struct Metrics {
     recorder: PrometheusRecorder,
@@ -165,6 +174,8 @@ pub struct Metrics {
     /// Exported request counts per endpoint, copied from the duration histograms' counts.
     http_requests: Vec<Counter>,
     http_durations: Vec<Vec<OnceLock<StripedHistogram>>>,
+    /// Connections served on the runtime threads and on the reader thread.
+    connections: [Counter; 2],
     events_accepted: HotCounter,
     events_rejected: Vec<HotCounter>,
     /// Events all processors handled.
@@ -211,7 +222,12 @@ impl Metrics {
             queue_depth.push(recorder.register_gauge(&Key::from_parts(QUEUE_DEPTH_EVENTS, labels), &METADATA));
         }
 
+        // Indexed by `ConnectionThread as usize`.
+        let connections = ["runtime", "reader"]
+            .map(|thread| counter(&recorder, HTTP_CONNECTIONS_TOTAL, vec![Label::new("thread", thread)]));
+
         Metrics {
+            connections,
             events_accepted: HotCounter::new(counter(&recorder, EVENTS_ACCEPTED_TOTAL, vec![])),
             events_processed: counter(&recorder, EVENTS_PROCESSED_TOTAL, vec![]),
             events_dead_lettered: counter(&recorder, EVENTS_DEAD_LETTERED_TOTAL, vec![]),
@@ -257,6 +273,11 @@ impl Metrics {
         self.http_durations[endpoint as usize][status_index(status)]
             .get_or_init(|| StripedHistogram::new(&DURATION_BUCKETS_SECONDS))
             .record(duration);
+    }
+
+    /// Counts one connection and where it is served.
+    pub fn record_connection(&self, thread: ConnectionThread) {
+        self.connections[thread as usize].increment(1);
     }
 
     /// Counts events that were queued.
@@ -337,6 +358,7 @@ fn counter(recorder: &PrometheusRecorder, name: &'static str, labels: Vec<Label>
 fn describe(recorder: &PrometheusRecorder) {
     let counters = [
         (HTTP_REQUESTS_TOTAL, "HTTP requests received, by endpoint"),
+        (HTTP_CONNECTIONS_TOTAL, "Connections that sent data, by the thread serving them"),
         (EVENTS_ACCEPTED_TOTAL, "Events queued for processing (answered 202)"),
         (EVENTS_REJECTED_TOTAL, "Events not queued, by reason"),
         (EVENTS_PROCESSED_TOTAL, "Events every processor handled without error"),

@@ -1,12 +1,14 @@
 //! Metric names, units and labels. Every series Telemetron exports is named here.
 //!
 //! Labels take only values from fixed sets (`endpoint`, `status`, `reason`, `shard`,
-//! `plugin`), never a value a client chose, so the number of series is bounded.
+//! `plugin`, `thread`), never a value a client chose, so the number of series is bounded.
 
 /// Counter of HTTP requests. Labels: `endpoint`.
 pub const HTTP_REQUESTS_TOTAL: &str = "telemetron_http_requests_total";
 /// Histogram of request handling time in seconds. Labels: `endpoint`, `status`.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "telemetron_http_requests_duration_seconds";
+/// Counter of accepted TCP connections. Labels: `thread` (`runtime` or `reader`).
+pub const HTTP_CONNECTIONS_TOTAL: &str = "telemetron_http_connections_total";
 /// Counter of events queued for processing (answered 202).
 pub const EVENTS_ACCEPTED_TOTAL: &str = "telemetron_ingest_events_accepted_total";
 /// Counter of events not queued. Labels: `reason`.

@@ -16,9 +16,10 @@ const DASHBOARD_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafan
 /// Every metric name in `telemetron::metrics::names`. The test
 /// `dashboard_names_cover_exported_families` fails when `/metrics` exports a family missing
 /// here.
-const METRIC_NAMES: [&str; 11] = [
+const METRIC_NAMES: [&str; 12] = [
     names::HTTP_REQUESTS_TOTAL,
     names::HTTP_REQUEST_DURATION_SECONDS,
+    names::HTTP_CONNECTIONS_TOTAL,
     names::EVENTS_ACCEPTED_TOTAL,
     names::EVENTS_REJECTED_TOTAL,
     names::EVENTS_PROCESSED_TOTAL,

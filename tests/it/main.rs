@@ -13,6 +13,7 @@ mod http_contract;
 mod ingest_single;
 mod processing;
 mod prometheus;
+mod readers;
 mod shutdown;
 mod slow_clients;
 mod stats_metrics;
