@@ -11,7 +11,7 @@ pub mod dead_letter;
 mod priority;
 mod process;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -79,8 +79,11 @@ pub fn spawn_workers(
         tracing::warn!("cannot list CPU cores, so batch workers run unpinned");
     }
 
+    // Every worker fails to change its priority for the same reason, so one warning is enough.
+    let nice_failure_logged = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::with_capacity(receivers.len());
     for receiver in receivers {
+        let nice_failure_logged = nice_failure_logged.clone();
         let core = (!cores.is_empty()).then(|| cores[receiver.shard % cores.len()]);
         let queues = queues.clone();
         let runner = runner.clone();
@@ -95,14 +98,18 @@ pub fn spawn_workers(
                 }
                 if settings.nice != 0 {
                     if let Err(error) = priority::set_current_thread_nice(settings.nice) {
-                        tracing::warn!(
-                            shard = receiver.shard,
-                            nice = settings.nice,
-                            error = %error,
-                            "cannot set the worker's nice value, so it runs at the process's priority; \
-                             grant CAP_SYS_NICE, raise RLIMIT_NICE (LimitNICE= in systemd, ulimit -e), \
-                             or set processor.worker_nice = 0"
-                        );
+                        if nice_failure_logged.swap(true, Ordering::Relaxed) {
+                            tracing::debug!(shard = receiver.shard, nice = settings.nice, error = %error, "cannot set the worker's nice value");
+                        } else {
+                            tracing::warn!(
+                                shard = receiver.shard,
+                                nice = settings.nice,
+                                error = %error,
+                                "cannot set the workers' nice value, so they run at the process's priority; \
+                                 grant CAP_SYS_NICE, raise RLIMIT_NICE (LimitNICE= in systemd, ulimit -e), \
+                                 or set processor.worker_nice = 0"
+                            );
+                        }
                     }
                 }
                 run_worker(&receiver, &queues, &runner, &settings);

@@ -3,6 +3,8 @@
 //! the previous release.
 
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 
 use crate::support::process::{Finished, WorkDir};
 
@@ -14,6 +16,9 @@ port = 0
 [log]
 format = "json"
 "#;
+
+/// User and group id of `nobody` on Debian.
+const NOBODY: u32 = 65534;
 
 /// Runs the binary with `config` as `telemetron.toml`, expects start-up to fail, and
 /// returns the one stderr line meant for a person (log lines aside).
@@ -242,6 +247,38 @@ fn worker_nice_outside_range_is_rejected() {
     let line = start_up_error(&format!("{MINIMAL_CONFIG}\n[processor]\nworker_nice = -21\n"));
 
     assert!(line.contains("processor.worker_nice"), "error does not name the key: {line}");
+}
+
+#[test]
+fn worker_nice_failure_is_logged_once() {
+    let dir = WorkDir::new();
+    // An unprivileged user cannot raise a thread's priority. As root, the binary runs as
+    // `nobody` from a copy in a directory that user may enter and write.
+    let binary = dir.path().join("telemetron");
+    std::fs::copy(WorkDir::binary(), &binary).expect("copy the binary");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("open the directory");
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let env = [
+        ("TELEMETRON_HTTP__PORT", "0"),
+        ("TELEMETRON_LOG__FORMAT", "json"),
+        ("TELEMETRON_PROCESSOR__WORKERS", "3"),
+        ("TELEMETRON_PROCESSOR__WORKER_NICE", "-5"),
+    ];
+    let mut service = dir.spawn_adjusted(&binary, &[], &env, |command| {
+        if root {
+            command.uid(NOBODY).gid(NOBODY);
+        }
+    });
+
+    service.signal(libc::SIGTERM);
+    service.wait_for_log("shutdown complete");
+    let warnings = service
+        .stderr_text()
+        .lines()
+        .filter(|line| line.contains("\"WARN\"") && line.contains("nice value"))
+        .count();
+    assert_eq!(warnings, 1, "stderr:\n{}", service.stderr_text());
 }
 
 #[test]

@@ -33,6 +33,11 @@ impl WorkDir {
         }
     }
 
+    /// Returns the path of the `telemetron` binary under test.
+    pub fn binary() -> &'static Path {
+        Path::new(BINARY)
+    }
+
     /// Returns the directory's path.
     pub fn path(&self) -> &Path {
         self.dir.path()
@@ -112,8 +117,21 @@ impl WorkDir {
 
     /// Like [`WorkDir::spawn`], for another program built on the library.
     pub fn spawn_program(self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> ServiceProcess {
-        let mut child = self
-            .command_for(program, args, env)
+        self.spawn_adjusted(program, args, env, |_| {})
+    }
+
+    /// Like [`WorkDir::spawn_program`], after `adjust` has changed the command, for example
+    /// its user id.
+    pub fn spawn_adjusted(
+        self,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        adjust: impl FnOnce(&mut Command),
+    ) -> ServiceProcess {
+        let mut command = self.command_for(program, args, env);
+        adjust(&mut command);
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
