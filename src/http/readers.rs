@@ -5,12 +5,16 @@
 //! A `GET /stats/{id}` polled 1,000 times a second queued behind them: on two cores its
 //! median was 0.3 ms and its p99 2.2-2.8 ms, although the handler takes microseconds. So a
 //! connection whose first request starts with `GET ` or `HEAD ` moves to a single-threaded
-//! runtime on its own OS thread; there the same poll's median is 0.06-0.09 ms and its p99
-//! 1.8-2.2 ms, near the 1.7-2.0 ms the poller measures against `examples/http_ceiling.rs` under the
-//! same load (`loadtest/scenarios.py stats`).
+//! runtime on its own OS thread. There the same poll's median is 0.06-0.09 ms and its p99
+//! 1.8-2.2 ms, near the 1.7-2.0 ms the poller measures against `examples/http_ceiling.rs`
+//! under the same load (`loadtest/scenarios.py stats`).
 //!
 //! The choice is made once per connection, not per request: a reader connection that later
 //! posts events is served correctly, on the reader thread.
+
+// NOTE: a client whose many connections each open with a GET and then carry its events shares
+// this one thread among all of them. hyper keeps a connection until it closes, so it cannot
+// move back to the runtime threads; the README asks event senders not to open with a GET.
 
 use std::io;
 use std::thread::JoinHandle;
