@@ -14,7 +14,9 @@
 
 // NOTE: a client whose many connections each open with a GET and then carry its events shares
 // this one thread among all of them. hyper keeps a connection until it closes, so it cannot
-// move back to the runtime threads; the README asks event senders not to open with a GET.
+// move back to the runtime threads. Closing it after its first POST would move the client, but
+// would leave requests pipelined behind that POST unanswered, so the README asks event senders
+// not to open with a GET instead.
 
 use std::io;
 use std::thread::JoinHandle;
