@@ -93,6 +93,21 @@ fn stats_follow_event_timestamps() {
 }
 
 #[test]
+fn source_stats_keep_documented_key_order() {
+    let server = TestServer::start();
+    post_accepted(&server, &event(5, "Login", "2024-03-01T12:00:00Z"));
+    post_accepted(&server, &event(5, "Heartbeat", "2024-03-01T12:00:01Z"));
+    server.wait_for_events(2);
+
+    let response = get(server.addr, "/stats/5");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        response.text(),
+        r#"{"source_id":5,"total_events":2,"first_event":"2024-03-01T12:00:00Z","last_event":"2024-03-01T12:00:01Z","event_types":{"Heartbeat":1,"Login":1}}"#
+    );
+}
+
+#[test]
 fn stats_path_errors() {
     let server = TestServer::start();
     post_accepted(&server, &event(1, "Heartbeat", "2024-03-01T12:00:00Z"));
