@@ -34,8 +34,8 @@ pub struct Connections {
     pub closing: watch::Receiver<()>,
 }
 
-/// What ends with a connection: its slot under `http.max_connections` and its registration
-/// with the graceful shutdown.
+/// The resources that end with a connection: its slot under `http.max_connections` and its
+/// registration with the graceful shutdown.
 pub struct Slot {
     /// The client's address, for logs.
     pub peer: SocketAddr,

@@ -15,7 +15,7 @@
 // NOTE: a client whose many connections each open with a GET and then carry its events shares
 // this one thread among all of them. hyper keeps a connection until it closes, so it cannot
 // move back to the runtime threads. Closing it after its first POST would move the client, but
-// would leave requests pipelined behind that POST unanswered, so the README asks event senders
+// would leave requests pipelined behind that POST unanswered, so the README tells event senders
 // not to open with a GET instead.
 
 use std::io;
@@ -77,7 +77,7 @@ impl Drop for ReaderThread {
     }
 }
 
-/// Where a new connection is served, decided by its first bytes.
+/// The thread kind for a new connection, decided by its first bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FirstBytes {
     /// A `GET` or `HEAD` request line begins: the reader thread serves it.

@@ -158,7 +158,7 @@ impl HotCounter {
     }
 }
 
-/// Where a connection is served, as the `thread` label.
+/// The thread kind that serves a connection, as the `thread` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnectionThread {
     /// The multi-threaded runtime that serves ingestion.
