@@ -255,8 +255,8 @@ def measure_polled(server, poll_path, args):
 
 
 def scenario_stats(args):
-    """Ingestion with and without a client polling reads 1,000 times a second, on Telemetron
-    (GET /stats/{id}) and on the ceiling (GET /, served like any path), alternating."""
+    """Measures ingestion with and without a client polling reads 1,000 times a second, on
+    Telemetron (GET /stats/{id}) and on the ceiling (GET /, served like any path), alternating."""
     lines = [
         "| round | server | run | ingest requests/s | ingest p99 ms | polls/s | poll p50 ms | poll p99 ms |",
         "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |",

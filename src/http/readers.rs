@@ -6,7 +6,7 @@
 //! median was 0.3 ms and its p99 2.2-2.8 ms, although the handler takes microseconds. So a
 //! connection whose first request starts with `GET ` or `HEAD ` moves to a single-threaded
 //! runtime on its own OS thread. There the same poll's median is 0.06-0.09 ms and its p99
-//! 1.8-2.2 ms, near the 1.7-2.0 ms the poller measures against `examples/http_ceiling.rs`
+//! 1.8-2.3 ms, near the 1.7-2.0 ms the poller measures against `examples/http_ceiling.rs`
 //! under the same load (`loadtest/scenarios.py stats`).
 //!
 //! The choice is made once per connection, not per request: a reader connection that later
@@ -15,8 +15,8 @@
 // NOTE: a client whose many connections each open with a GET and then carry its events shares
 // this one thread among all of them. hyper keeps a connection until it closes, so it cannot
 // move back to the runtime threads. Closing it after its first POST would move the client, but
-// would leave requests pipelined behind that POST unanswered, so the README tells event senders
-// not to open with a GET instead.
+// would leave requests pipelined behind that POST unanswered. The README therefore advises
+// event senders not to open their connections with a GET.
 
 use std::io;
 use std::thread::JoinHandle;
@@ -77,7 +77,7 @@ impl Drop for ReaderThread {
     }
 }
 
-/// The thread kind for a new connection, decided by its first bytes.
+/// The outcome of peeking at a new connection's first bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FirstBytes {
     /// A `GET` or `HEAD` request line begins: the reader thread serves it.

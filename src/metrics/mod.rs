@@ -167,6 +167,18 @@ pub enum ConnectionThread {
     Reader,
 }
 
+impl ConnectionThread {
+    const ALL: [ConnectionThread; 2] = [ConnectionThread::Runtime, ConnectionThread::Reader];
+
+    /// Returns the label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnectionThread::Runtime => "runtime",
+            ConnectionThread::Reader => "reader",
+        }
+    }
+}
+
 /// All metric handles of one running service.
 pub struct Metrics {
     recorder: PrometheusRecorder,
@@ -174,7 +186,7 @@ pub struct Metrics {
     /// Exported request counts per endpoint, copied from the duration histograms' counts.
     http_requests: Vec<Counter>,
     http_durations: Vec<Vec<OnceLock<StripedHistogram>>>,
-    /// Connections served on the runtime threads and on the reader thread.
+    /// Connections by the thread that serves them, indexed by `ConnectionThread as usize`.
     connections: [Counter; 2],
     events_accepted: HotCounter,
     events_rejected: Vec<HotCounter>,
@@ -222,9 +234,8 @@ impl Metrics {
             queue_depth.push(recorder.register_gauge(&Key::from_parts(QUEUE_DEPTH_EVENTS, labels), &METADATA));
         }
 
-        // Indexed by `ConnectionThread as usize`.
-        let connections = ["runtime", "reader"]
-            .map(|thread| counter(&recorder, HTTP_CONNECTIONS_TOTAL, vec![Label::new("thread", thread)]));
+        let connections = ConnectionThread::ALL
+            .map(|thread| counter(&recorder, HTTP_CONNECTIONS_TOTAL, vec![Label::new("thread", thread.label())]));
 
         Metrics {
             connections,

@@ -7,7 +7,8 @@
 pub const HTTP_REQUESTS_TOTAL: &str = "telemetron_http_requests_total";
 /// Histogram of request handling time in seconds. Labels: `endpoint`, `status`.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "telemetron_http_requests_duration_seconds";
-/// Counter of accepted TCP connections. Labels: `thread` (`runtime` or `reader`).
+/// Counter of connections that sent data, by the thread serving them. Labels: `thread`
+/// (`runtime` or `reader`).
 pub const HTTP_CONNECTIONS_TOTAL: &str = "telemetron_http_connections_total";
 /// Counter of events queued for processing (answered 202).
 pub const EVENTS_ACCEPTED_TOTAL: &str = "telemetron_ingest_events_accepted_total";
