@@ -15,6 +15,7 @@
 //!
 //! [`run`] wires these together and drains them on shutdown.
 
+pub mod allocator;
 pub mod cli;
 pub mod config;
 pub mod http;

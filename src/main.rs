@@ -5,7 +5,7 @@
 /// buffers on one thread while workers free events on another, a pattern where glibc's
 /// malloc showed up as about 7% of server CPU in profiles of the single-event load test.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: telemetron::allocator::Mimalloc = telemetron::allocator::Mimalloc;
 
 fn main() -> std::process::ExitCode {
     telemetron::cli::main()
