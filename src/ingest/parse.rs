@@ -168,17 +168,18 @@ fn with_scratch<R>(body_len: usize, parse: impl FnOnce(&mut Scratch) -> R) -> R 
     result
 }
 
-/// Parses `scratch_input` with simd-json into the scratch tape and hands the nodes to `build`.
-/// simd-json unescapes strings inside `scratch_input`, so it must be a copy of the text.
+/// Parses `scratch_input` with simd-json into the scratch tape and hands the nodes and the
+/// structural indexes to `build`. simd-json unescapes strings inside `scratch_input`, so it
+/// must be a copy of the text.
 fn with_tape<R>(
     scratch_input: &mut [u8],
     buffers: &mut Buffers,
     tape_slot: &mut Tape<'static>,
-    build: impl FnOnce(Result<&[Node<'_>], simd_json::Error>) -> R,
+    build: impl FnOnce(Result<(&[Node<'_>], &[u32]), simd_json::Error>) -> R,
 ) -> R {
     let mut tape = std::mem::replace(tape_slot, Tape(Vec::new())).reset();
     let result = match simd_json::fill_tape(scratch_input, buffers, &mut tape) {
-        Ok(()) => build(Ok(&tape.0)),
+        Ok(()) => build(Ok((&tape.0, buffers.structural_indexes()))),
         Err(error) => build(Err(error)),
     };
     *tape_slot = tape.reset();
@@ -203,7 +204,7 @@ fn parse_json(
     } = scratch;
     let copy_address = input.as_ptr() as usize;
     with_tape(input, buffers, tape, |parsed| match parsed {
-        Ok(nodes) => build_json_body(body, start, copy_address, nodes, limits),
+        Ok((nodes, structurals)) => build_json_body(body, start, copy_address, nodes, structurals, limits),
         Err(error) => {
             let (syntax, offset) = classify(&error, body);
             Err(BodyError::InvalidJson { offset, syntax })
@@ -216,6 +217,7 @@ fn build_json_body(
     start: usize,
     copy_address: usize,
     nodes: &[Node<'_>],
+    structurals: &[u32],
     limits: &ParseLimits,
 ) -> Result<ParsedBody, BodyError> {
     if let Some(surrogate) = scan::find_unpaired_surrogate(body) {
@@ -237,7 +239,9 @@ fn build_json_body(
             syntax: JsonSyntax::Invalid,
         },
     };
-    let mut scanner = Scanner::new(body, start).with_tape_copy(copy_address);
+    let mut scanner = Scanner::new(body, start)
+        .with_tape_copy(copy_address)
+        .with_structurals(structurals, 0);
 
     match nodes.first() {
         Some(Node::Object { .. }) => {

@@ -46,7 +46,9 @@ pub(super) fn parse_ndjson(
             buffers,
             tape,
             |parsed| match parsed {
-                Ok(nodes) => build_ndjson_item(body, &line, content_start, copy_address, nodes, limits),
+                Ok((nodes, structurals)) => {
+                    build_ndjson_item(body, &line, content_start, copy_address, nodes, structurals, limits)
+                }
                 Err(error) => {
                     let (syntax, offset) = classify(&error, text);
                     Err(ItemError::InvalidJson {
@@ -71,6 +73,7 @@ fn build_ndjson_item(
     content_start: usize,
     copy_address: usize,
     nodes: &[Node<'_>],
+    structurals: &[u32],
     limits: &ParseLimits,
 ) -> Result<Event, ItemError> {
     let text = &body[line.span.clone()];
@@ -98,9 +101,11 @@ fn build_ndjson_item(
     }
 
     // The scanner reads the body only up to the line's end, and its offsets are body offsets.
+    // simd-json parsed the line on its own, so its structural indexes count from the line's start.
     let max_depth = limits.max_document_depth();
-    let mut scanner =
-        Scanner::new(&body[..line.span.end], content_start).with_tape_copy(copy_address);
+    let mut scanner = Scanner::new(&body[..line.span.end], content_start)
+        .with_tape_copy(copy_address)
+        .with_structurals(structurals, line.span.start);
     match fields::parse_event(body, &mut scanner, nodes, max_depth - 1, limits) {
         Ok(item) => item,
         Err(ScanError::TooDeep { .. }) => Err(ItemError::TooDeep {

@@ -6,6 +6,11 @@
 //! boundary, and must walk members and elements in the same order as the tape. On other input
 //! the scanner does not panic, but it returns [`ScanError::Malformed`] or meaningless spans.
 //! Nesting is tracked with a counter instead of recursion, so any depth costs constant stack.
+//!
+//! Arrays and objects are skipped over simd-json's structural indexes when the caller passes
+//! them ([`Scanner::with_structurals`]): stage 1 lists the offset of every bracket, brace,
+//! comma, colon, opening quote and scalar start outside strings, so matching brackets takes one step
+//! per token instead of one per byte, and strings inside the value are never read.
 
 use std::ops::Range;
 
@@ -47,6 +52,12 @@ pub(crate) struct Scanner<'a> {
     pos: usize,
     /// Address of the byte that simd-json parsed in place of `bytes[0]`, or 0 when unknown.
     tape_base: usize,
+    /// simd-json's structural indexes of the document, in ascending order, or empty.
+    structurals: &'a [u32],
+    /// Offset in `bytes` of the document the structural indexes count from.
+    structural_base: usize,
+    /// Structural indexes before this one lie before `pos`, so searches start here.
+    structural_cursor: usize,
 }
 
 impl<'a> Scanner<'a> {
@@ -57,7 +68,20 @@ impl<'a> Scanner<'a> {
             bytes,
             pos,
             tape_base: 0,
+            structurals: &[],
+            structural_base: 0,
+            structural_cursor: 0,
         }
+    }
+
+    /// Lets [`Scanner::skip_value`] skip arrays and objects over simd-json's structural
+    /// indexes (`Buffers::structural_indexes` after the parse) of the document that starts at
+    /// offset `base` in `bytes`. A container whose opening bracket the indexes do not list is
+    /// scanned byte by byte as before.
+    pub(crate) fn with_structurals(mut self, structurals: &'a [u32], base: usize) -> Self {
+        self.structurals = structurals;
+        self.structural_base = base;
+        self
     }
 
     /// Lets [`Scanner::next_member_from_tape`] locate tape strings in `bytes`. `copy_address`
@@ -230,6 +254,9 @@ impl<'a> Scanner<'a> {
     }
 
     fn skip_container(&mut self, depth_budget: usize) -> Result<usize, ScanError> {
+        if let Some(skipped) = self.skip_container_by_structurals(depth_budget) {
+            return skipped;
+        }
         let mut depth = 0_usize;
         let mut max_depth = 0_usize;
         while let Some(&byte) = self.bytes.get(self.pos) {
@@ -257,6 +284,44 @@ impl<'a> Scanner<'a> {
             self.pos += 1;
         }
         Err(self.malformed())
+    }
+
+    /// Skips the array or object at `pos` by walking the structural indexes from its opening
+    /// bracket, with the same depth rules as the byte scan in [`Scanner::skip_container`].
+    /// Returns `None`, with `pos` unchanged, when the indexes do not list `pos` or disagree
+    /// with the bytes, so the caller scans the bytes instead.
+    fn skip_container_by_structurals(&mut self, depth_budget: usize) -> Option<Result<usize, ScanError>> {
+        let target = u32::try_from(self.pos.checked_sub(self.structural_base)?).ok()?;
+        let rest = self.structurals.get(self.structural_cursor..)?;
+        let first = rest.partition_point(|&index| index < target);
+        if rest.get(first) != Some(&target) {
+            return None;
+        }
+
+        let mut depth = 0_usize;
+        let mut max_depth = 0_usize;
+        for (step, &index) in rest[first..].iter().enumerate() {
+            let at = self.structural_base + index as usize;
+            match *self.bytes.get(at)? {
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > depth_budget {
+                        return Some(Err(ScanError::TooDeep { offset: at }));
+                    }
+                    max_depth = max_depth.max(depth);
+                }
+                b'}' | b']' => {
+                    depth = depth.checked_sub(1)?;
+                    if depth == 0 {
+                        self.pos = at + 1;
+                        self.structural_cursor += first + step + 1;
+                        return Some(Ok(max_depth));
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
     }
 
     fn skip_string(&mut self) -> Result<(), ScanError> {
@@ -376,6 +441,93 @@ mod tests {
 
     fn spans<'t>(text: &'t str, member: &Member) -> (&'t str, &'t str) {
         (&text[member.key.clone()], &text[member.value.clone()])
+    }
+
+    /// simd-json's structural indexes of `text`.
+    fn structural_indexes(text: &str) -> Vec<u32> {
+        let mut copy = text.as_bytes().to_vec();
+        let mut buffers = simd_json::Buffers::default();
+        let mut tape = simd_json::Tape(Vec::new());
+        simd_json::fill_tape(&mut copy, &mut buffers, &mut tape).expect("test text is valid JSON");
+        buffers.structural_indexes().to_vec()
+    }
+
+    /// Members of the object that starts at `base` in `text`, scanned with `structurals`
+    /// counted from `base`. Also returns how far the structural cursor moved.
+    fn members_over_structurals(
+        text: &str,
+        base: usize,
+        structurals: &[u32],
+        depth_budget: usize,
+    ) -> (Result<Vec<Member>, ScanError>, usize) {
+        let mut scanner = Scanner::new(text.as_bytes(), base).with_structurals(structurals, base);
+        let mut scan = || {
+            scanner.enter(b'{')?;
+            let mut found = Vec::new();
+            while let Some(member) = scanner.next_member(depth_budget)? {
+                found.push(member);
+            }
+            Ok(found)
+        };
+        let found = scan();
+        (found, scanner.structural_cursor)
+    }
+
+    const TRICKY_OBJECTS: [&str; 6] = [
+        r#" { "a" : 1 , "b\"c":"x\\\"}" ,"d":{"e":[1,{}]}, "f" :null}"#,
+        r#"{"data":{"s":"}]{[\"","n":[[],[[]],{"k":"]"}],"u":"\u00e9"},"x":[ ]}"#,
+        "{\"data\" :\t[ 1 ,\n{ \"a\" : [ ] } ] , \"t\":true}",
+        r#"{"d":[[[[[[1]]]]]],"e":{"f":{"g":{}}}}"#,
+        r#"{"d":["a\\","b\\\\",{"\"":"\\\""}]}"#,
+        r#"{}"#,
+    ];
+
+    #[test]
+    fn structural_skip_matches_byte_scan() {
+        for text in TRICKY_OBJECTS {
+            let structurals = structural_indexes(text);
+            for budget in [1, 2, 3, 10] {
+                let (over_structurals, _) = members_over_structurals(text, 0, &structurals, budget);
+                assert_eq!(over_structurals, members(text, budget), "{text} with depth budget {budget}");
+            }
+        }
+    }
+
+    #[test]
+    fn structural_skip_is_used_for_containers() {
+        let text = r#"{"data":{"a":[1,2,"]"]},"n":1}"#;
+        let structurals = structural_indexes(text);
+        let (found, cursor) = members_over_structurals(text, 0, &structurals, 10);
+
+        assert_eq!(found, members(text, 10));
+        // The skip ends after the `}` of `data`, which is structural index 13.
+        assert_eq!(cursor, 14);
+    }
+
+    #[test]
+    fn structural_skip_counts_from_the_document_base() {
+        // An NDJSON line after another: its indexes count from the line's first byte.
+        let first = r#"{"d":[1]}"#;
+        let second = r#"{"d":{"x":"{"},"e":[[]]}"#;
+        let text = format!("{first}\n{second}");
+        let structurals = structural_indexes(second);
+        let (found, cursor) = members_over_structurals(&text, first.len() + 1, &structurals, 10);
+        let found = found.expect("valid object");
+
+        assert!(cursor > 0, "the structural path was not taken");
+        assert_eq!(spans(&text, &found[0]), (r#""d""#, r#"{"x":"{"}"#));
+        assert_eq!(spans(&text, &found[1]), (r#""e""#, "[[]]"));
+        assert_eq!(found[1].depth, 2);
+    }
+
+    #[test]
+    fn mismatched_structurals_fall_back_to_byte_scan() {
+        let text = r#"{"d":{"a":[1]},"e":[2]}"#;
+        // Indexes of some other document: none lists the `{` of `d` at offset 5.
+        let (found, cursor) = members_over_structurals(text, 0, &[0, 1, 3, 4, 9, 30], 10);
+
+        assert_eq!(found, members(text, 10));
+        assert_eq!(cursor, 0);
     }
 
     #[test]
