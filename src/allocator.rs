@@ -84,15 +84,24 @@ mod tests {
     fn blocks_are_aligned_and_keep_their_contents() {
         let allocator = Mimalloc;
         for align in [1, 2, 4, 8, 16, 32, 64, 128, 4096] {
-            for size in [1, 3, 7, 8, 12, 15, 16, 24, 100, 1024, 1500, 5000, 8192, 70_000] {
+            for size in [
+                1, 3, 7, 8, 12, 15, 16, 24, 100, 1024, 1500, 5000, 8192, 70_000,
+            ] {
                 let layout = Layout::from_size_align(size, align).expect("valid layout");
                 // SAFETY: sizes are non-zero, every block is used within its size and freed
                 // once with the layout it was last allocated or reallocated with.
                 unsafe {
                     let zeroed = allocator.alloc_zeroed(layout);
                     assert!(!zeroed.is_null());
-                    assert_eq!(zeroed as usize % align, 0, "zeroed: size {size}, align {align}");
-                    assert!((0..size).all(|i| *zeroed.add(i) == 0), "zeroed: size {size}, align {align}");
+                    assert_eq!(
+                        zeroed as usize % align,
+                        0,
+                        "zeroed: size {size}, align {align}"
+                    );
+                    assert!(
+                        (0..size).all(|i| *zeroed.add(i) == 0),
+                        "zeroed: size {size}, align {align}"
+                    );
                     allocator.dealloc(zeroed, layout);
 
                     let mut block = allocator.alloc(layout);
@@ -101,11 +110,19 @@ mod tests {
                     assert_eq!(block as usize % align, 0, "size {size}, align {align}");
                     fill(block, size);
                     for new_size in [size * 3, size.div_ceil(2), size] {
-                        let old_layout = Layout::from_size_align(current, align).expect("valid layout");
+                        let old_layout =
+                            Layout::from_size_align(current, align).expect("valid layout");
                         block = allocator.realloc(block, old_layout, new_size);
                         assert!(!block.is_null());
-                        assert_eq!(block as usize % align, 0, "realloc {current} -> {new_size}, align {align}");
-                        assert!(holds_pattern(block, current.min(new_size)), "realloc {current} -> {new_size}");
+                        assert_eq!(
+                            block as usize % align,
+                            0,
+                            "realloc {current} -> {new_size}, align {align}"
+                        );
+                        assert!(
+                            holds_pattern(block, current.min(new_size)),
+                            "realloc {current} -> {new_size}"
+                        );
                         fill(block, new_size);
                         current = new_size;
                     }

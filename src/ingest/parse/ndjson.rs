@@ -46,9 +46,15 @@ pub(super) fn parse_ndjson(
             buffers,
             tape,
             |parsed| match parsed {
-                Ok((nodes, structurals)) => {
-                    build_ndjson_item(body, &line, content_start, copy_address, nodes, structurals, limits)
-                }
+                Ok((nodes, structurals)) => build_ndjson_item(
+                    body,
+                    &line,
+                    content_start,
+                    copy_address,
+                    nodes,
+                    structurals,
+                    limits,
+                ),
                 Err(error) => {
                     let (syntax, offset) = classify(&error, text);
                     Err(ItemError::InvalidJson {

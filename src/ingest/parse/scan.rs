@@ -290,7 +290,10 @@ impl<'a> Scanner<'a> {
     /// bracket, with the same depth rules as the byte scan in [`Scanner::skip_container`].
     /// Returns `None`, with `pos` unchanged, when the indexes do not list `pos` or disagree
     /// with the bytes, so the caller scans the bytes instead.
-    fn skip_container_by_structurals(&mut self, depth_budget: usize) -> Option<Result<usize, ScanError>> {
+    fn skip_container_by_structurals(
+        &mut self,
+        depth_budget: usize,
+    ) -> Option<Result<usize, ScanError>> {
         let target = u32::try_from(self.pos.checked_sub(self.structural_base)?).ok()?;
         let rest = self.structurals.get(self.structural_cursor..)?;
         let first = rest.partition_point(|&index| index < target);
@@ -488,7 +491,11 @@ mod tests {
             let structurals = structural_indexes(text);
             for budget in [1, 2, 3, 10] {
                 let (over_structurals, _) = members_over_structurals(text, 0, &structurals, budget);
-                assert_eq!(over_structurals, members(text, budget), "{text} with depth budget {budget}");
+                assert_eq!(
+                    over_structurals,
+                    members(text, budget),
+                    "{text} with depth budget {budget}"
+                );
             }
         }
     }
