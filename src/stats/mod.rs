@@ -1,8 +1,10 @@
 //! Per-source statistics: the store that `StorageProcessor` writes and `/stats` reads.
 //!
 //! Sources live in a `DashMap`, so a reader locks one map shard briefly and always copies a
-//! source whole, never half-updated. The totals behind `GET /stats` are two atomics, so that
-//! response costs the same however many sources exist. Event types are interned to small ids
+//! source whole, never half-updated. The totals behind `GET /stats` are two counters split
+//! into per-thread stripes ([`stripes`]), so that response costs the same however many
+//! sources exist and workers do not pass a counter's cache line between cores. Event types
+//! are interned to small ids
 //! ([`types::TypeInterner`]) so each source stores counts, not strings.
 
 mod source;
@@ -12,10 +14,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crossbeam_utils::CachePadded;
 use dashmap::DashMap;
 
 use crate::ingest::event::Event;
 use crate::ingest::timestamp::Timestamp;
+use crate::stripes;
 
 pub use source::SourceStats;
 pub use types::{TypeId, TypeInterner};
@@ -26,8 +30,15 @@ type Hasher = foldhash::fast::RandomState;
 pub struct StatsStore {
     sources: DashMap<u64, SourceStats, Hasher>,
     types: TypeInterner,
-    sources_count: AtomicU64,
-    events_count: AtomicU64,
+    /// One stripe per writing thread ([`stripes`]); `totals` adds them up.
+    counts: Box<[CachePadded<StripeCounts>]>,
+}
+
+/// The part of the totals that one stripe's threads recorded.
+#[derive(Default)]
+struct StripeCounts {
+    sources: AtomicU64,
+    events: AtomicU64,
 }
 
 /// The totals behind `GET /stats`.
@@ -60,6 +71,16 @@ impl Default for StatsStore {
     }
 }
 
+/// Map shards per core. dashmap's default is 4, so two workers often take the same shard's
+/// lock and move its cache line between cores. With 64 (128 shards on 2 cores), 2 threads
+/// recorded 50% more uniform-source events per second in the `stats` bench than with 8.
+const SHARDS_PER_CORE: usize = 64;
+
+fn shard_amount() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    (cores * SHARDS_PER_CORE).next_power_of_two()
+}
+
 thread_local! {
     /// Per-thread scratch for grouping a batch by source, kept to avoid a map per batch.
     static BATCH_GROUPS: RefCell<HashMap<u64, SourceStats, Hasher>> = RefCell::new(HashMap::default());
@@ -69,10 +90,9 @@ impl StatsStore {
     /// Creates an empty store.
     pub fn new() -> Self {
         StatsStore {
-            sources: DashMap::with_hasher(Hasher::default()),
+            sources: DashMap::with_hasher_and_shard_amount(Hasher::default(), shard_amount()),
             types: TypeInterner::new(),
-            sources_count: AtomicU64::new(0),
-            events_count: AtomicU64::new(0),
+            counts: (0..stripes::COUNT).map(|_| CachePadded::new(StripeCounts::default())).collect(),
         }
     }
 
@@ -99,29 +119,36 @@ impl StatsStore {
             // The totals move inside the map shard's lock, together with the source they
             // count. A reader of `/stats/{id}` takes that lock, so it never sees a source's
             // events missing from `totals()`; a reader of `totals()` that then asks for the
-            // source waits for the lock, so it never sees them missing from the source.
+            // source waits for the lock, so it never sees them missing from the source. This
+            // holds for any stripe, because the lock orders the increment before the later read.
+            let counts = &self.counts[stripes::index()];
             for (source_id, delta) in groups.drain() {
                 self.sources
                     .entry(source_id)
                     .and_modify(|stats| {
                         stats.merge(&delta);
-                        self.events_count.fetch_add(delta.total_events(), Ordering::Relaxed);
+                        counts.events.fetch_add(delta.total_events(), Ordering::Relaxed);
                     })
                     .or_insert_with(|| {
-                        self.sources_count.fetch_add(1, Ordering::Relaxed);
-                        self.events_count.fetch_add(delta.total_events(), Ordering::Relaxed);
+                        counts.sources.fetch_add(1, Ordering::Relaxed);
+                        counts.events.fetch_add(delta.total_events(), Ordering::Relaxed);
                         delta
                     });
             }
         });
     }
 
-    /// Returns the totals in O(1).
+    /// Returns the totals, adding up [`stripes::COUNT`] stripes whatever the source count.
     pub fn totals(&self) -> Totals {
-        Totals {
-            sources_count: self.sources_count.load(Ordering::Relaxed),
-            events_count: self.events_count.load(Ordering::Relaxed),
+        let mut totals = Totals {
+            sources_count: 0,
+            events_count: 0,
+        };
+        for counts in self.counts.iter() {
+            totals.sources_count += counts.sources.load(Ordering::Relaxed);
+            totals.events_count += counts.events.load(Ordering::Relaxed);
         }
+        totals
     }
 
     /// Returns a copy of one source's statistics, or `None` if it was never seen.
@@ -186,6 +213,24 @@ mod tests {
         assert_eq!(one.last_event, Timestamp::parse_rfc3339("2024-01-01T00:00:09Z").unwrap());
         let names: Vec<(&str, u64)> = one.event_types.iter().map(|(n, c)| (&**n, *c)).collect();
         assert_eq!(names, vec![("Boot", 1), ("Heartbeat", 2)]);
+    }
+
+    #[test]
+    fn totals_add_up_every_thread() {
+        let store = StatsStore::new();
+        std::thread::scope(|scope| {
+            for thread in 0..4_u64 {
+                let store = &store;
+                scope.spawn(move || {
+                    let batch: Vec<Event> = (0..10)
+                        .map(|i| event(thread * 100 + i % 5, "Heartbeat", "2024-01-01T00:00:00Z"))
+                        .collect();
+                    store.record_batch(&batch);
+                });
+            }
+        });
+
+        assert_eq!(store.totals(), Totals { sources_count: 20, events_count: 40 });
     }
 
     #[test]
