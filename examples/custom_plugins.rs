@@ -92,6 +92,10 @@ inventory::submit! {
     ProcessorRegistration { name: "BatchLog", build: build_batch_log }
 }
 
+/// The allocator of the `telemetron` binary, which a binary of its own has to choose again.
+#[global_allocator]
+static ALLOCATOR: telemetron::allocator::Mimalloc = telemetron::allocator::Mimalloc;
+
 fn main() -> std::process::ExitCode {
     telemetron::cli::main()
 }
