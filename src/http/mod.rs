@@ -34,9 +34,10 @@ use crate::AppState;
 /// Pause after a failed `accept`, so a full file descriptor table does not spin the loop.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
-// TODO: on 2 cores the single-event path reaches 0.88-0.90 of examples/http_ceiling.rs in
-// requests/s (target 0.90) at 1.25-1.31 times its CPU per request (target 1.3), as medians of
-// 3 to 5 rounds. The p99 ratio (1.3-1.4, target 1.5) is met. docs/BENCHMARKS.md has the runs.
+// TODO: on 2 cores the single-event path reaches 0.88-0.98 of examples/http_ceiling.rs in
+// requests/s (target 0.90) at 1.14-1.31 times its CPU per request (target 1.3). These are
+// medians of 3 to 5 rounds in four sittings, so both targets sit on the line, not clear of it.
+// The p99 ratio (1.2-1.54, target 1.5) also varies between sittings. docs/BENCHMARKS.md has a run.
 /// Serves connections until `stop` completes, then stops accepting and waits up to
 /// `http.shutdown_timeout_ms` for the open connections to finish their requests.
 ///

@@ -96,6 +96,11 @@ impl StatsStore {
         }
     }
 
+    // TODO: in the pipeline bench, two workers deliver 1.55-1.65 times the events/s of one
+    // (target 1.8). With one worker, its pushing thread and the worker each have one of the
+    // 2 cores; with two, four threads share them. The ratio is then 2p / (p + w) for the
+    // pushing cost p and the worker cost w per event, and reaching 1.8 needs w under 11% of
+    // p: about 44 ns against the 90-120 ns measured. This function takes about 45 ns of it.
     /// Adds a batch of events to the statistics.
     ///
     /// The batch is first grouped by source on this thread, so each source's map entry is
