@@ -8,9 +8,9 @@
 //! Nesting is tracked with a counter instead of recursion, so any depth costs constant stack.
 //!
 //! Arrays and objects are skipped over simd-json's structural indexes when the caller passes
-//! them ([`Scanner::with_structurals`]): stage 1 lists the offset of every bracket, brace,
-//! comma, colon, opening quote and scalar start outside strings, so matching brackets takes one step
-//! per token instead of one per byte, and strings inside the value are never read.
+//! them ([`Scanner::with_structurals`]). Stage 1 lists the offset of every bracket, brace,
+//! comma, colon, opening quote and scalar start outside strings. Matching brackets over that
+//! list takes one step per token instead of one per byte, and never reads inside a string.
 
 use std::ops::Range;
 
