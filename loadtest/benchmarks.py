@@ -13,6 +13,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -91,8 +92,39 @@ def stats_memory_section():
         return []
     result = subprocess.run(["cargo", "run", "--quiet", "--release", "--example", "stats_memory"], cwd=ROOT,
                             check=True, capture_output=True, text=True)
-    return ["## Statistics memory", "", "Command: `cargo run --release --example stats_memory`", "", "```",
-            result.stdout.strip(), "```", ""]
+    lines = ["## Statistics memory", "", "Command: `cargo run --release --example stats_memory`", "", "```",
+             result.stdout.strip(), "```", ""]
+    per_source = re.search(r"heap_bytes_per_source=([0-9.]+)", result.stdout)
+    if per_source:
+        value = float(per_source.group(1))
+        lines += [f"Heap per source with up to 4 event types: **{value:.1f} bytes** "
+                  f"(target <= 160: {scenarios.verdict(value <= 160)}).", ""]
+    return lines
+
+
+def commit():
+    """Returns the checked-out commit, with `-dirty` when the tree has uncommitted changes."""
+    result = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True)
+    return result.stdout.strip() or "unknown (not a git checkout)"
+
+
+def target_summary(lines):
+    """Counts the `met` and `MISSED` marks under each heading, so the page opens with them."""
+    counts, heading = {}, None
+    for line in lines:
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+            continue
+        met, missed = len(re.findall(r": met\b", line)), line.count(": MISSED")
+        if met or missed:
+            section = counts.setdefault(heading, [0, 0])
+            section[0] += met
+            section[1] += missed
+    if not counts:
+        return []
+    rows = [f"| {heading} | {met} | {missed} |" for heading, (met, missed) in counts.items()]
+    return ["## Targets", "", "| section | met | MISSED |", "| --- | ---: | ---: |", *rows, "",
+            "Each mark sits next to its figure below; search the page for MISSED.", ""]
 
 
 def main():
@@ -104,7 +136,8 @@ def main():
     args = parser.parse_args()
 
     load = os.getloadavg()
-    lines = [
+    started = time.strftime("%H:%M UTC", time.gmtime())
+    header = [
         "# Benchmarks",
         "",
         "Regenerate this page with `python3 loadtest/benchmarks.py`. Every figure below comes from one",
@@ -112,9 +145,11 @@ def main():
         "The load generator (oha) runs on the same two cores as the server, so absolute figures are",
         "lower than on a dedicated machine and the ratios are what to compare.",
         "",
-        f"Machine: {scenarios.machine()}; load average at start {load[0]:.2f}.",
+        f"Machine: {scenarios.machine()}, started {started}; load average at start {load[0]:.2f}.  ",
+        f"Commit: `{commit()}`, release profile of `Cargo.toml`.",
         "",
     ]
+    lines = []
     if not args.skip_criterion:
         run_criterion()
     lines += criterion_section(criterion_results())
@@ -134,7 +169,7 @@ def main():
             lines += [f"### {title}", "", f"Command: `{command}`", "", *table, "", summary, ""]
 
     with open(OUTPUT, "w") as report:
-        report.write("\n".join(lines).rstrip() + "\n")
+        report.write("\n".join(header + target_summary(lines) + lines).rstrip() + "\n")
     print(f"wrote {OUTPUT} ({time.strftime('%H:%M:%S')})")
 
 
