@@ -25,8 +25,8 @@ pub struct Mimalloc;
 
 /// Returns true when a block of `size` bytes from the plain functions is aligned to `align`.
 /// mimalloc rounds a block of 16 bytes or more to a multiple of 16 and a smaller one to 8,
-/// and aligns each block to 16 or 8 bytes accordingly, which covers `align <= size`
-/// (`MI_ALIGN2W` in mimalloc v3's page-queue.c, with its 16-byte `MI_MAX_ALIGN_SIZE`).
+/// and aligns each block to 16 or 8 bytes accordingly. That covers `align <= size`. The
+/// rounding is `MI_ALIGN2W` in mimalloc v3's page-queue.c, set by its 16-byte `MI_MAX_ALIGN_SIZE`.
 fn plain_is_aligned(size: usize, align: usize) -> bool {
     align <= PLAIN_ALIGN && align <= size
 }
