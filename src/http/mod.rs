@@ -36,7 +36,7 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
 // TODO: on 2 cores the single-event path reaches 0.88-0.98 of examples/http_ceiling.rs in
 // requests/s (target 0.90) at 1.14-1.31 times its CPU per request (target 1.3). These are
-// medians of 3 to 5 rounds in six sittings, so both targets sit on the line, not clear of it.
+// medians of 3 to 5 rounds in seven sittings, so both targets sit on the line, not clear of it.
 // The p99 ratio (1.2-1.54, target 1.5) also varies between sittings. docs/BENCHMARKS.md has a run.
 /// Serves connections until `stop` completes, then stops accepting and waits up to
 /// `http.shutdown_timeout_ms` for the open connections to finish their requests.

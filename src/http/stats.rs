@@ -24,7 +24,7 @@ pub fn totals(state: &AppState) -> Response<Body> {
 // its median 0.07 ms, served on the reader thread. The same poller measures a p99 of 1.7 ms
 // against examples/http_ceiling.rs under the same load, so most of the wait is the load
 // generator's own scheduling on the shared cores (`loadtest/scenarios.py stats`). The cost
-// of 1,000 polls/s to ingestion (target under 5%) measured 2.0-8.1% in six sittings, against
+// of 1,000 polls/s to ingestion (target under 5%) measured 2.0-8.1% in seven sittings, against
 // 4.0-7.5% for the ceiling. The poller's own oha process takes about 5% of one core, and
 // single rounds range from 1% to 13%.
 /// Handles `GET /stats/{source_id}`: 400 when the id is not a `u64`, 404 when unknown.
