@@ -4,8 +4,8 @@
 //! source whole, never half-updated. The totals behind `GET /stats` are two counters split
 //! into per-thread stripes ([`stripes`]), so that response costs the same however many
 //! sources exist and workers do not pass a counter's cache line between cores. Event types
-//! are interned to small ids
-//! ([`types::TypeInterner`]) so each source stores counts, not strings.
+//! are interned to small ids ([`types::TypeInterner`]) so each source stores counts, not
+//! strings.
 
 mod source;
 mod types;
@@ -96,7 +96,7 @@ impl StatsStore {
         }
     }
 
-    // TODO: in the pipeline bench, two workers deliver 1.55-1.65 times the events/s of one
+    // TODO: in the pipeline bench, two workers deliver 1.55-1.67 times the events/s of one
     // (target 1.8). With one worker, its pushing thread and the worker each have one of the
     // 2 cores; with two, four threads share them. The ratio is then 2p / (p + w) for the
     // pushing cost p and the worker cost w per event, and reaching 1.8 needs w under 11% of
