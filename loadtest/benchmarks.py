@@ -33,10 +33,15 @@ def run_criterion():
                        stdout=subprocess.DEVNULL)
 
 
-def criterion_results():
-    """Maps each benchmark id to (median seconds per iteration, elements per iteration)."""
+def criterion_results(since=None):
+    """Maps each benchmark id to (median seconds per iteration, elements per iteration).
+
+    With `since` (a time.time() value), results written before it are left out: target/criterion
+    keeps every benchmark that ever ran, including ones since renamed or removed."""
     results = {}
     for path in glob.glob(os.path.join(ROOT, "target", "criterion", "**", "new", "benchmark.json"), recursive=True):
+        if since is not None and os.path.getmtime(path) < since:
+            continue
         with open(path) as handle:
             meta = json.load(handle)
         with open(os.path.join(os.path.dirname(path), "estimates.json")) as handle:
@@ -150,9 +155,11 @@ def main():
         "",
     ]
     lines = []
+    criterion_since = None
     if not args.skip_criterion:
+        criterion_since = time.time()
         run_criterion()
-    lines += criterion_section(criterion_results())
+    lines += criterion_section(criterion_results(criterion_since))
     lines.append("")
     lines += stats_memory_section()
 
