@@ -13,6 +13,7 @@ mod readers;
 mod response;
 mod router;
 mod stats;
+mod time_slice;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -11,6 +11,12 @@
 //!
 //! The choice is made once per connection, not per request: a reader connection that later
 //! posts events is served correctly, on the reader thread.
+//!
+//! The thread also requests the shortest time slice the kernel grants, 0.1 ms
+//! ([`time_slice`]), so it gets a core sooner when a read wakes it. In five alternating 8 s
+//! rounds under full single-event load, the poll p99 was 1.87-2.24 ms without it and
+//! 1.64-1.88 ms with it. Ingestion ran at a median of 126,700 and 130,800 requests/s, within
+//! the spread of the rounds.
 
 // NOTE: a client whose many connections each open with a GET and then carry its events shares
 // this one thread among all of them. hyper keeps a connection until it closes, so it cannot
@@ -25,6 +31,11 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
+
+use super::time_slice;
+
+/// The reader thread's time slice: the shortest the fair scheduler accepts.
+const READER_SLICE: Duration = Duration::from_micros(100);
 
 /// The reader thread and the handle that spawns connections onto it.
 pub struct ReaderThread {
@@ -45,6 +56,13 @@ impl ReaderThread {
         let thread = std::thread::Builder::new()
             .name("telemetron-read".to_owned())
             .spawn(move || {
+                if let Err(error) = time_slice::set_current_thread_slice(READER_SLICE) {
+                    tracing::warn!(
+                        error = %error,
+                        "cannot shorten the reader thread's time slice, so statistics reads wait longer for a core under load"
+                    );
+                }
+
                 // Connections still open when the runtime drops are closed with it; by then
                 // the graceful shutdown has given them their time.
                 runtime.block_on(async move {
