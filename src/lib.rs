@@ -26,6 +26,7 @@ pub mod queue;
 pub mod shutdown;
 pub mod stats;
 pub mod stripes;
+mod time_slice;
 pub mod worker;
 
 use std::future::Future;

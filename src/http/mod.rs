@@ -13,7 +13,6 @@ mod readers;
 mod response;
 mod router;
 mod stats;
-mod time_slice;
 
 use std::future::Future;
 use std::sync::Arc;

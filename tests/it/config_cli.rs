@@ -5,6 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
 
 use crate::support::process::{Finished, WorkDir};
 
@@ -271,6 +272,15 @@ fn worker_nice_failure_is_logged_once() {
         }
     });
 
+    // Each worker requests a 0.1 ms time slice instead, which needs no privilege.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut slices = worker_slices(service.pid());
+    while slices.iter().filter(|&&slice| slice == 100_000).count() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        slices = worker_slices(service.pid());
+    }
+    assert_eq!(slices, vec![100_000; 3], "se.slice of the workers in nanoseconds");
+
     service.signal(libc::SIGTERM);
     service.wait_for_log("shutdown complete");
     let warnings = service
@@ -279,6 +289,28 @@ fn worker_nice_failure_is_logged_once() {
         .filter(|line| line.contains("\"WARN\"") && line.contains("nice value"))
         .count();
     assert_eq!(warnings, 1, "stderr:\n{}", service.stderr_text());
+}
+
+/// Reads `se.slice` from `/proc/PID/task/TID/sched` for each batch worker thread of `pid`.
+fn worker_slices(pid: u32) -> Vec<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the service's threads are listed");
+    let mut slices = Vec::new();
+    for task in tasks {
+        let task = task.expect("a thread entry").path();
+        let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if !name.starts_with("telemetron-work") {
+            continue;
+        }
+        let sched = std::fs::read_to_string(task.join("sched")).expect("the thread's sched file is readable");
+        let slice = sched
+            .lines()
+            .find(|line| line.starts_with("se.slice"))
+            .and_then(|line| line.split(':').nth(1))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no se.slice line in:\n{sched}"));
+        slices.push(slice);
+    }
+    slices
 }
 
 #[test]

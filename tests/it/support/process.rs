@@ -189,6 +189,11 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
+    /// Returns the child's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `signal` (such as `libc::SIGTERM`) to the child's PID.
     pub fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("a PID fits in pid_t");

@@ -1,14 +1,18 @@
-//! A shorter scheduler time slice for the reader thread.
+//! A shorter scheduler time slice for threads that should get a core soon after waking: the
+//! reader thread, and the batch workers when they cannot be given a higher priority.
 //!
 //! Since Linux 6.12 the fair scheduler (EEVDF) takes a thread's requested slice from
 //! `sched_setattr`'s `sched_runtime`, clamped to 0.1-100 ms. A shorter slice gives the thread
 //! an earlier virtual deadline, so it gets a core sooner after it wakes. Its share of CPU time
-//! stays the one its nice value gives, so a flood of reads cannot take more than that from
-//! ingestion, as a real-time policy could. An unprivileged thread may set it (checked as
+//! stays the one its nice value gives, so such a thread cannot take more than that from the
+//! others, as a real-time policy could. An unprivileged thread may set it (checked as
 //! user `nobody` on Linux 6.18, where the default slice read back as 1.4 ms).
 
 use std::io;
 use std::time::Duration;
+
+/// The shortest slice the fair scheduler accepts.
+pub const SHORTEST: Duration = Duration::from_micros(100);
 
 /// Sets the calling thread's time slice, keeping its policy and nice value.
 ///
@@ -94,7 +98,7 @@ mod tests {
     fn slice_changes_only_this_thread() {
         let before = current_attr().expect("sched_getattr works on the test thread");
         let after = std::thread::spawn(|| {
-            set_current_thread_slice(Duration::from_micros(100))
+            set_current_thread_slice(SHORTEST)
                 .expect("a thread may shorten its own slice");
             current_attr().expect("sched_getattr works on the spawned thread")
         })
