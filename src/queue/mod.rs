@@ -432,7 +432,7 @@ mod tests {
     }
 
     #[test]
-    fn refused_push_holds_no_slot() {
+    fn refused_push_releases_its_slots() {
         let (queues, _receivers) = ShardQueues::new(1, 3);
         assert!(queues.try_push(events(2)).is_ok());
         let (error, back) = queues.try_push(events(2)).expect_err("one slot is left, two are needed");

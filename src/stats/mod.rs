@@ -96,14 +96,15 @@ impl StatsStore {
         }
     }
 
-    // TODO: in the pipeline bench, two workers deliver 1.55-1.67 times the events/s of one
+    // TODO: in the pipeline bench, two workers deliver 1.52-1.67 times the events/s of one
     // (target 1.8). With one worker, its pushing thread and the worker each have one of the
     // 2 cores; with two, four threads share them, so the ratio is 2p1 / (p2 + w). perf gives
     // p1 = 356 ns of pushing per event alone, p2 = 374 ns when sharing, and w = 77 ns of worker
     // time, so 1.8 needs w under 22 ns, while this function alone takes about 38 ns on an idle
     // core. Giving each worker its own map shards made two threads here record 2.8 times the
-    // events/s, but left the pipeline ratio as it was and raised the p99 of one-source HTTP
-    // load from 1.58 to 2.03 ms, as one worker then took every event; so it was not kept.
+    // events/s, but it left the pipeline ratio as it was. It also raised the p99 of one-source
+    // HTTP load from 1.58 to 2.03 ms, because one worker then took every event, so it was not
+    // kept.
     /// Adds a batch of events to the statistics.
     ///
     /// The batch is first grouped by source on this thread, so each source's map entry is
