@@ -135,7 +135,8 @@ def target_summary(lines):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", default="10s")
-    parser.add_argument("--skip-criterion", action="store_true", help="reuse target/criterion results")
+    parser.add_argument("--skip-criterion", action="store_true",
+                        help="reuse every result in target/criterion, including benchmarks since renamed or removed")
     parser.add_argument("--skip-load", action="store_true")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds for the single, stats and logging scenarios")
     args = parser.parse_args()

@@ -14,12 +14,18 @@ use std::time::Duration;
 /// The shortest slice the fair scheduler accepts.
 pub const SHORTEST: Duration = Duration::from_micros(100);
 
-/// Sets the calling thread's time slice, keeping its policy and nice value.
+/// The longest slice the fair scheduler accepts.
+const LONGEST: Duration = Duration::from_millis(100);
+
+/// Sets the calling thread's time slice, clamped to 0.1-100 ms as the kernel does. The
+/// policy, the nice value and the reset-on-fork flag stay as they are, and threads that this
+/// thread creates later inherit the slice.
 ///
 /// # Errors
-/// Returns the OS error of `sched_getattr` or `sched_setattr`, or
-/// [`io::ErrorKind::Unsupported`] when the thread runs under a real-time or deadline policy,
-/// where the field means something else.
+/// Returns the OS error of `sched_getattr` or `sched_setattr`. Returns
+/// [`io::ErrorKind::Unsupported`] when the thread runs under a policy other than `SCHED_OTHER`
+/// or `SCHED_BATCH`, or when the kernel accepted the call but kept another slice, as kernels
+/// without custom slices do.
 #[cfg(target_os = "linux")]
 pub fn set_current_thread_slice(slice: Duration) -> io::Result<()> {
     let mut attr = current_attr()?;
@@ -29,16 +35,20 @@ pub fn set_current_thread_slice(slice: Duration) -> io::Result<()> {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!(
-                "time slices apply to the fair scheduler, and this thread runs under policy {}",
+                "time slices apply to SCHED_OTHER and SCHED_BATCH, and this thread runs under policy {}",
                 attr.sched_policy
             ),
         ));
     }
 
-    attr.sched_flags = 0;
-    attr.sched_runtime = u64::try_from(slice.as_nanos()).unwrap_or(u64::MAX);
-    // SAFETY: `attr` is a valid `sched_attr` whose `size` field contains its size, and pid 0 is the
-    // calling thread.
+    // The other flags (utilisation clamps, deadline options) need fields or policies that this
+    // call does not set.
+    attr.sched_flags &= libc::SCHED_FLAG_RESET_ON_FORK as u64;
+    let requested = u64::try_from(slice.clamp(SHORTEST, LONGEST).as_nanos())
+        .expect("100 ms in nanoseconds fits in u64");
+    attr.sched_runtime = requested;
+    // SAFETY: `attr` is a valid `sched_attr` whose `size` field contains its size, and pid 0 is
+    // the calling thread.
     let result = unsafe {
         libc::syscall(
             libc::SYS_sched_setattr,
@@ -47,11 +57,21 @@ pub fn set_current_thread_slice(slice: Duration) -> io::Result<()> {
             0,
         )
     };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+    if result != 0 {
+        return Err(io::Error::last_os_error());
     }
+
+    let kept = current_attr()?.sched_runtime;
+    if kept != requested {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "the kernel reports a time slice of {kept} ns instead of {requested} ns; \
+                 custom slices need Linux 6.12 or later"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Leaves the scheduler's default slice in place on systems other than Linux.
@@ -95,11 +115,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slice_changes_only_this_thread() {
-        let before = current_attr().expect("sched_getattr works on the test thread");
+    fn slice_keeps_policy_and_nice_value() {
+        let caller_slice = current_attr()
+            .expect("sched_getattr works on the test thread")
+            .sched_runtime;
         let after = std::thread::spawn(|| {
-            set_current_thread_slice(SHORTEST)
-                .expect("a thread may shorten its own slice");
+            // Values other than the defaults, so that a call which reset them would fail here.
+            // Lowering a thread's own priority needs no privilege.
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: `param` is a valid sched_param, and pid 0 is the calling thread.
+            let batch = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+            assert_eq!(batch, 0, "SCHED_BATCH: {}", io::Error::last_os_error());
+            // SAFETY: gettid has no preconditions.
+            let thread_id = unsafe { libc::gettid() } as libc::id_t;
+            // SAFETY: setpriority only reads its integer arguments.
+            let nice = unsafe { libc::setpriority(libc::PRIO_PROCESS, thread_id, 7) };
+            assert_eq!(nice, 0, "nice 7: {}", io::Error::last_os_error());
+
+            set_current_thread_slice(SHORTEST).expect("a thread may shorten its own slice");
             current_attr().expect("sched_getattr works on the spawned thread")
         })
         .join()
@@ -108,17 +141,31 @@ mod tests {
         // Needs a kernel with custom slices (6.12 or later), as the CI machine has.
         assert_eq!(after.sched_runtime, 100_000, "the slice in nanoseconds");
         assert_eq!(
-            after.sched_policy, before.sched_policy,
+            after.sched_policy,
+            libc::SCHED_BATCH as u32,
             "the policy is kept"
         );
-        assert_eq!(
-            after.sched_nice, before.sched_nice,
-            "the nice value is kept"
-        );
+        assert_eq!(after.sched_nice, 7, "the nice value is kept");
         assert_eq!(
             current_attr().expect("sched_getattr").sched_runtime,
-            before.sched_runtime,
+            caller_slice,
             "the caller keeps its slice"
         );
+    }
+
+    #[test]
+    fn slice_is_clamped_to_the_kernel_range() {
+        let slices = std::thread::spawn(|| {
+            set_current_thread_slice(Duration::from_nanos(1)).expect("a short slice is clamped");
+            let shortest = current_attr().expect("sched_getattr").sched_runtime;
+            set_current_thread_slice(Duration::from_secs(1)).expect("a long slice is clamped");
+            let longest = current_attr().expect("sched_getattr").sched_runtime;
+            (shortest, longest)
+        })
+        .join()
+        .expect("the thread returns its slices");
+
+        assert_eq!(slices.0, 100_000, "clamped up to 0.1 ms");
+        assert_eq!(slices.1, 100_000_000, "clamped down to 100 ms");
     }
 }

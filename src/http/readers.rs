@@ -53,11 +53,16 @@ impl ReaderThread {
         let thread = std::thread::Builder::new()
             .name("telemetron-read".to_owned())
             .spawn(move || {
-                if let Err(error) = time_slice::set_current_thread_slice(time_slice::SHORTEST) {
-                    tracing::warn!(
+                match time_slice::set_current_thread_slice(time_slice::SHORTEST) {
+                    Ok(()) => {}
+                    // Older kernels and other systems have no custom slices, so there is nothing to fix.
+                    Err(error) if error.kind() == io::ErrorKind::Unsupported => {
+                        tracing::debug!(error = %error, "the reader thread keeps the default time slice");
+                    }
+                    Err(error) => tracing::warn!(
                         error = %error,
-                        "cannot shorten the reader thread's time slice, so statistics reads wait longer for a core under load"
-                    );
+                        "setting the reader thread's time slice failed, so statistics reads wait longer for a core under load"
+                    ),
                 }
 
                 // Connections still open when the runtime drops are closed with it; by then

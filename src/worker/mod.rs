@@ -99,19 +99,8 @@ pub fn spawn_workers(
                 }
                 if settings.nice != 0 {
                     if let Err(error) = priority::set_current_thread_nice(settings.nice) {
-                        if nice_failure_logged.swap(true, Ordering::Relaxed) {
-                            tracing::debug!(shard = receiver.shard, nice = settings.nice, error = %error, "cannot set the worker's nice value");
-                        } else {
-                            tracing::warn!(
-                                shard = receiver.shard,
-                                nice = settings.nice,
-                                error = %error,
-                                "cannot set the workers' nice value, so they run at the process's priority with a 0.1 ms time slice; \
-                                 grant CAP_SYS_NICE, raise RLIMIT_NICE (LimitNICE= in systemd, ulimit -e), \
-                                 or set processor.worker_nice = 0"
-                            );
-                        }
-                        request_short_slice(receiver.shard);
+                        let fallback = request_short_slice();
+                        log_nice_failure(receiver.shard, settings.nice, &error, &fallback, &nice_failure_logged);
                     }
                 }
                 run_worker(&receiver, &queues, &runner, &settings);
@@ -126,9 +115,41 @@ pub fn spawn_workers(
 /// at nice 0, and 1.52-1.65 ms at nice 0 with this slice. Three rounds in a faster mode
 /// (p50 0.20-0.23 ms) are left out, because their p99 was 1.8-2.3 ms at nice -5 and with the
 /// slice alike.
-fn request_short_slice(shard: usize) {
-    if let Err(error) = time_slice::set_current_thread_slice(time_slice::SHORTEST) {
-        tracing::debug!(shard, error = %error, "cannot shorten the worker's time slice either");
+fn request_short_slice() -> std::io::Result<()> {
+    time_slice::set_current_thread_slice(time_slice::SHORTEST)
+}
+
+/// Logs a failed nice change as a warning for the first worker and at debug for the others,
+/// which fail for the same reason, saying whether the short time slice took its place.
+fn log_nice_failure(
+    shard: usize,
+    nice: i32,
+    error: &std::io::Error,
+    fallback: &std::io::Result<()>,
+    logged: &AtomicBool,
+) {
+    if logged.swap(true, Ordering::Relaxed) {
+        tracing::debug!(shard, nice, error = %error, "cannot set the worker's nice value");
+        return;
+    }
+    match fallback {
+        Ok(()) => tracing::warn!(
+            shard,
+            nice,
+            error = %error,
+            "cannot set the workers' nice value, so they run at the process's priority with a 0.1 ms time slice; \
+             grant CAP_SYS_NICE, raise RLIMIT_NICE (LimitNICE= in systemd, ulimit -e), \
+             or set processor.worker_nice = 0"
+        ),
+        Err(slice_error) => tracing::warn!(
+            shard,
+            nice,
+            error = %error,
+            slice_error = %slice_error,
+            "cannot set the workers' nice value or shorten their time slice, so they run at the process's priority; \
+             grant CAP_SYS_NICE, raise RLIMIT_NICE (LimitNICE= in systemd, ulimit -e), \
+             or set processor.worker_nice = 0"
+        ),
     }
 }
 
