@@ -11,11 +11,11 @@
 use std::io;
 use std::time::Duration;
 
-/// The shortest slice the fair scheduler accepts.
-pub const SHORTEST: Duration = Duration::from_micros(100);
+/// The minimum slice the fair scheduler accepts.
+pub const MIN_SLICE: Duration = Duration::from_micros(100);
 
-/// The longest slice the fair scheduler accepts.
-const LONGEST: Duration = Duration::from_millis(100);
+/// The maximum slice the fair scheduler accepts.
+const MAX_SLICE: Duration = Duration::from_millis(100);
 
 /// Sets the calling thread's time slice, clamped to 0.1-100 ms as the kernel does. The
 /// policy, the nice value and the reset-on-fork flag stay as they are, and threads that this
@@ -44,7 +44,7 @@ pub fn set_current_thread_slice(slice: Duration) -> io::Result<()> {
     // The other flags (utilisation clamps, deadline options) need fields or policies that this
     // call does not set.
     attr.sched_flags &= libc::SCHED_FLAG_RESET_ON_FORK as u64;
-    let requested = u64::try_from(slice.clamp(SHORTEST, LONGEST).as_nanos())
+    let requested = u64::try_from(slice.clamp(MIN_SLICE, MAX_SLICE).as_nanos())
         .expect("100 ms in nanoseconds fits in u64");
     attr.sched_runtime = requested;
     // SAFETY: `attr` is a valid `sched_attr` whose `size` field contains its size, and pid 0 is
@@ -61,12 +61,12 @@ pub fn set_current_thread_slice(slice: Duration) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
 
-    let kept = current_attr()?.sched_runtime;
-    if kept != requested {
+    let reported = current_attr()?.sched_runtime;
+    if reported != requested {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!(
-                "the kernel reports a time slice of {kept} ns instead of {requested} ns; \
+                "the kernel reports a time slice of {reported} ns instead of {requested} ns; \
                  custom slices need Linux 6.12 or later"
             ),
         ));
@@ -132,7 +132,7 @@ mod tests {
             let nice = unsafe { libc::setpriority(libc::PRIO_PROCESS, thread_id, 7) };
             assert_eq!(nice, 0, "nice 7: {}", io::Error::last_os_error());
 
-            set_current_thread_slice(SHORTEST).expect("a thread may shorten its own slice");
+            set_current_thread_slice(MIN_SLICE).expect("a thread may shorten its own slice");
             current_attr().expect("sched_getattr works on the spawned thread")
         })
         .join()

@@ -53,7 +53,7 @@ impl ReaderThread {
         let thread = std::thread::Builder::new()
             .name("telemetron-read".to_owned())
             .spawn(move || {
-                match time_slice::set_current_thread_slice(time_slice::SHORTEST) {
+                match time_slice::set_current_thread_slice(time_slice::MIN_SLICE) {
                     Ok(()) => {}
                     // Older kernels and other systems have no custom slices, so there is nothing to fix.
                     Err(error) if error.kind() == io::ErrorKind::Unsupported => {

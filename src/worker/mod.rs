@@ -116,7 +116,7 @@ pub fn spawn_workers(
 /// (p50 0.20-0.23 ms) are left out, because their p99 was 1.8-2.3 ms at nice -5 and with the
 /// slice alike.
 fn request_short_slice() -> std::io::Result<()> {
-    time_slice::set_current_thread_slice(time_slice::SHORTEST)
+    time_slice::set_current_thread_slice(time_slice::MIN_SLICE)
 }
 
 /// Logs a failed nice change as a warning for the first worker and at debug for the others,
