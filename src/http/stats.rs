@@ -26,7 +26,7 @@ pub fn totals(state: &AppState) -> Response<Body> {
 // SCHED_FIFO the p99 fell to 1.0-1.3 ms, and with the oha poller at SCHED_FIFO as well to
 // 0.15 ms, so the rest of the wait is the poller's own. A real-time reader is not used,
 // because a flood of reads could then take a core from ingestion. The cost of 1,000 polls/s
-// to ingestion (target under 5%) measured 2.0-11.4% in nine sittings, against 3.4-7.5% for
+// to ingestion (target under 5%) had medians of 2.0-9.0% in ten sittings, against 3.4-7.5% for
 // the ceiling. The poller's own oha process takes about 5% of one core.
 /// Handles `GET /stats/{source_id}`: 400 when the id is not a `u64`, 404 when unknown.
 pub fn source(state: &AppState, raw_id: &str) -> Response<Body> {
