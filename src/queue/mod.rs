@@ -308,28 +308,23 @@ impl ShardQueues {
             .unwrap_or(0)
     }
 
-    /// Reserves `count` slots on a shard if it has room for all of them; returns whether
+    /// Reserves `count` slots on a shard if it has room for all of them, and returns whether
     /// it did. A shard with room for some of them keeps its free slots for other pushes.
     fn reserve_exactly(&self, index: usize, count: usize) -> bool {
-        let depth = &self.shards[index].depth;
-        let mut current = depth.load(Ordering::Relaxed);
-        loop {
-            if self.capacity.saturating_sub(current) < count {
-                return false;
-            }
-            match depth.compare_exchange_weak(current, current + count, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return true,
-                Err(actual) => current = actual,
-            }
-        }
+        self.reserve_with(index, |free| if free >= count { count } else { 0 }) == count
     }
 
     /// Reserves up to `requested` slots on a shard and returns how many were granted.
     fn reserve(&self, index: usize, requested: usize) -> usize {
+        self.reserve_with(index, |free| requested.min(free))
+    }
+
+    /// Reserves the slots that `grant` picks from the shard's free slots, and returns how many.
+    fn reserve_with(&self, index: usize, grant: impl Fn(usize) -> usize) -> usize {
         let depth = &self.shards[index].depth;
         let mut current = depth.load(Ordering::Relaxed);
         loop {
-            let granted = requested.min(self.capacity.saturating_sub(current));
+            let granted = grant(self.capacity.saturating_sub(current));
             if granted == 0 {
                 return 0;
             }
